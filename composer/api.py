@@ -1,0 +1,279 @@
+"""The public API that plugins build on: encoders, corpus sources, samplers, writers, styles, constraints.
+
+A plugin imports only from here (re-exported by ``composer``) and registers its objects through the
+hooks in :mod:`composer.hookspecs`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pluggy
+
+hookimpl = pluggy.HookimplMarker("composer")
+
+
+class ComposerError(Exception):
+    """A user-facing error: the CLI prints its message as one line and exits with status 1."""
+
+
+# ---------------------------------------------------------------------------------------- heads
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A softmax over ``vocab_size`` tokens."""
+
+    vocab_size: int
+
+    def spec(self) -> dict:
+        return {"type": "categorical", "vocab_size": self.vocab_size}
+
+
+@dataclass(frozen=True)
+class MixtureDensity:
+    """Sketch-RNN's head: a mixture of bivariate normals over (dx, dy) plus a pen-state softmax."""
+
+    components: int = 20
+    dims: int = 2
+    pen_states: int = 3
+
+    def spec(self) -> dict:
+        return {"type": "mdn", "components": self.components, "dims": self.dims, "pen_states": self.pen_states}
+
+
+HeadSpec = Categorical | MixtureDensity
+
+
+# ------------------------------------------------------------------------------------- encoders
+
+
+@dataclass
+class EncodeReport:
+    """What an encoder had to change to fit an item into its vocabulary (counted, never silent)."""
+
+    transposed: int = 0
+    mapped: int = 0
+    dropped: int = 0
+
+    def add(self, other: EncodeReport) -> None:
+        self.transposed += other.transposed
+        self.mapped += other.mapped
+        self.dropped += other.dropped
+
+    def __bool__(self) -> bool:
+        return bool(self.transposed or self.mapped or self.dropped)
+
+
+class Encoder:
+    """Turns corpus items into sequences and back; owns the state (vocabulary, normalisation) that a
+    checkpoint stores.
+
+    Subclasses set ``name`` and ``modality`` and may declare an ``Options`` dataclass: its fields are the
+    encoder's settings (``-O key value`` on the command line), validated and converted by the host.
+    Token encoders return ``list[int]`` from :meth:`encode`; feature encoders return a float
+    ``numpy`` array of shape ``[T, input_dim]``.
+    """
+
+    name: ClassVar[str] = ""
+    modality: ClassVar[str] = ""  # "midi", "text", "strokes": a model fine-tunes only within one
+    description: ClassVar[str] = ""
+    needs_fit: ClassVar[bool] = False  # True: fit() builds state from the whole corpus before encode()
+    default_format: ClassVar[str] = ""  # writer used when --format is not given
+    length_unit: ClassVar[str] = "tokens"  # what --length counts: "bars", "characters", ...
+
+    @dataclass
+    class Options:
+        pass
+
+    def __init__(self, **options: Any) -> None:
+        self.options = parse_options(self.Options, options, f"encoder '{self.name}'")
+
+    # -- the model's view
+    @property
+    def head(self) -> HeadSpec:
+        raise NotImplementedError
+
+    @property
+    def input_dim(self) -> int:
+        """Feature width for feature encoders; 0 for token encoders (the model embeds ids)."""
+        return 0
+
+    bos: int | None = None  # token that starts every sequence (None: no start token)
+    eos: int | None = None  # token that ends every sequence (None: generation stops by length)
+
+    # -- data
+    def fit(self, items: Iterable[Any]) -> None:
+        """Build vocabulary / normalisation from the corpus (only called when ``needs_fit``)."""
+
+    def encode(self, item: Any) -> list[int]:
+        raise NotImplementedError
+
+    def encode_checked(self, item: Any) -> tuple[list[int], EncodeReport]:
+        """Encode an item for a model whose vocabulary is already fixed (fine-tuning), counting what had
+        to be transposed, mapped or dropped. The default assumes nothing can fall outside."""
+        return self.encode(item), EncodeReport()
+
+    def decode(self, seq: Sequence[int]) -> Any:
+        raise NotImplementedError
+
+    def augment(self, seq: list[int], rng: random.Random) -> list[int]:
+        """Return a randomly varied copy for training (e.g. a transposition); default: unchanged."""
+        return seq
+
+    def steps(self, seq: Sequence[int]) -> int:
+        """Number of time steps a sequence spans (for NLL per step); default: one per token."""
+        return len(seq)
+
+    # -- generation
+    def generation_plan(self, length: float | None = None, **request: Any) -> GenerationPlan:
+        """How long to generate and under which constraint, for a user's ``--length`` (in the encoder's own
+        unit: bars, characters, strokes)."""
+        return GenerationPlan(max_tokens=int(length) if length else 512)
+
+    def primer(self, item: Any) -> list[int]:
+        """Tokens that start generation from a primer item (without the end token)."""
+        seq = list(self.encode(item))
+        if self.eos is not None and seq and seq[-1] == self.eos:
+            seq = seq[:-1]
+        return seq
+
+    def summarize(self, item: Any) -> str:
+        """A few words about a decoded item for the command's summary line."""
+        return ""
+
+    def example_items(self) -> list[Any]:
+        """A few small items, for the automatic contract tests and smoke checks."""
+        return []
+
+    # -- checkpoint state
+    def state_dict(self) -> dict:
+        """JSON-safe state; the default stores the options."""
+        return {"options": dataclasses.asdict(self.options)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (options are restored by the constructor)."""
+
+
+@dataclass
+class GenerationPlan:
+    """What an encoder asks of the generator: a token budget and optionally a constraint."""
+
+    max_tokens: int
+    constraint: Constraint | None = None
+
+
+class Constraint:
+    """Forces or forbids tokens step by step during batched generation (e.g. harmonization keeps the
+    given soprano). One instance serves one generation call."""
+
+    def start(self, batch_size: int, device: Any) -> None:
+        """Called once before the first token is chosen."""
+
+    def allowed(self) -> Any:
+        """A bool tensor [batch, vocab] of tokens allowed next, or None for no restriction. A row with a
+        single True forces that token."""
+        return None
+
+    def advance(self, tokens: Any) -> None:
+        """Called with the tokens [batch] just chosen."""
+
+
+# ------------------------------------------------------------------------ registered components
+
+
+@dataclass
+class CorpusSource:
+    """Where items come from.
+
+    ``prefix`` sources answer to ``PREFIX:NAME`` (``music21:bach``) through ``list``; file readers answer
+    to folders and globs through ``suffixes``. ``load`` turns one reference (a path or a name the
+    source understands) into a list of items, raising an exception for bad input.
+    """
+
+    name: str
+    modality: str
+    load: Callable[[str], list[Any]]
+    list: Callable[[str], list[str]] | None = None
+    suffixes: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass
+class Sampler:
+    """Chooses the next token from a step's logits [batch, vocab]: ``fn(logits, generator, **options)``
+    returns LongTensor [batch]. Options it does not use are ignored."""
+
+    name: str
+    fn: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass
+class Writer:
+    """Writes one decoded item to a file: ``write(item, path)``; ``available()`` says whether the tools it
+    needs are installed, or returns the one-line reason they are not."""
+
+    name: str  # the --format value: "mid", "musicxml", "png", "wav", "txt", "abc", "svg"
+    modality: str
+    suffix: str
+    write: Callable[[Any, Path], None]
+    available: Callable[[], str | None] = lambda: None
+    description: str = ""
+
+
+@dataclass
+class Style:
+    """What ``--style NAME`` resolves to."""
+
+    name: str
+    checkpoint: Path
+    description: str = ""
+    defaults: dict = field(default_factory=dict)  # sample defaults: temperature, sampler, length, ...
+    source: str = ""  # "built-in", a plugin name, or "user"
+
+
+# --------------------------------------------------------------------------------------- options
+
+
+def parse_options(cls: type, values: dict[str, Any], owner: str) -> Any:
+    """Build an options dataclass from user strings or values, converting to each field's type; an
+    unknown key or a bad value is a ComposerError naming ``owner``."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in fields:
+            known = ", ".join(fields) or "none"
+            raise ComposerError(f"unknown option '{key}' for {owner} (known: {known})")
+        kwargs[key] = _convert(value, fields[key], owner)
+    return cls(**kwargs)
+
+
+def _convert(value: Any, f: dataclasses.Field, owner: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind.startswith("tuple") or kind.startswith("list"):
+            parts = [p for p in value.replace(",", " ").split() if p]
+            conv = int if "int" in kind else float if "float" in kind else str
+            return tuple(conv(p) for p in parts)
+    except ValueError:
+        raise ComposerError(f"option '{f.name}' for {owner} expects {kind}, got '{value}'") from None
+    return value

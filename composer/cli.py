@@ -1,0 +1,423 @@
+"""The ``composer`` command line."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import tomllib
+
+from composer import __version__
+from composer.api import ComposerError
+
+
+class Group(click.Group):
+    """Turns user errors into one line and a non-zero exit; ``--debug`` shows tracebacks instead."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except ComposerError as exc:
+            if debug:
+                raise
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if debug:
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {first} (run with --debug for the traceback)"
+            ) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="composer")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """Learn and generate music, text and drawings with stacked LSTMs.
+
+    \b
+    composer sample --style bach             write a new Bach-style chorale
+    composer train --encoder E --corpus SRC  train a model on a corpus
+    composer plugins                         what is installed
+    """
+
+
+def registry():
+    from composer.plugins import get_registry
+
+    return get_registry()
+
+
+def plugin_options(values: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    return {key.replace("-", "_"): value for key, value in values}
+
+
+option_O = click.option("-O", "--option", "options", type=(str, str), multiple=True, metavar="KEY VALUE",
+                        help="Plugin option (encoder setting or generation request), repeatable.")
+option_device = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+
+
+# ------------------------------------------------------------------------------------ listings
+
+
+@cli.command()
+def plugins() -> None:
+    """List loaded plugins, what each provides, and any that failed."""
+    reg = registry()
+    for info in reg.plugins.values():
+        where = info.source + (f" {info.version}" if info.version else "")
+        if info.error:
+            click.echo(f"{info.name} ({where}): FAILED: {info.error}")
+            continue
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items()) or "nothing"
+        click.echo(f"{info.name} ({where}): {provides}")
+
+
+@cli.command()
+def encoders() -> None:
+    """List encoders."""
+    reg = registry()
+    for name, cls in sorted(reg.encoders.items()):
+        click.echo(f"{name:14} {cls.modality:8} {cls.description}  [{reg.owner[('encoders', name)]}]")
+
+
+@cli.command()
+def samplers() -> None:
+    """List samplers."""
+    reg = registry()
+    for name, sampler in sorted(reg.samplers.items()):
+        click.echo(f"{name:12} {sampler.description}")
+
+
+@cli.command()
+def styles() -> None:
+    """List styles: shipped ones and your own fine-tuned ones."""
+    from composer.checkpoint import read_meta
+
+    reg = registry()
+    if not reg.styles:
+        click.echo("no styles installed")
+    for name, style in sorted(reg.styles.items()):
+        try:
+            meta = read_meta(style.checkpoint)
+        except ComposerError as exc:
+            click.echo(f"{name:12} unreadable: {exc}")
+            continue
+        parent = (meta.get("provenance") or {}).get("parent")
+        extra = f" (from {Path(parent).stem})" if parent else ""
+        click.echo(f"{name:12} {meta['encoder']['name']:11} {style.source:9} {style.description}{extra}")
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole metadata as JSON.")
+def info(target: str, as_json: bool) -> None:
+    """Describe a checkpoint file or a style."""
+    from composer.checkpoint import load
+
+    path = resolve_checkpoint(target)
+    ckpt = load(path)
+    meta = ckpt.meta
+    if as_json:
+        click.echo(json.dumps(meta, indent=2, sort_keys=True))
+        return
+    params = sum(t.numel() for t in ckpt.weights.values())
+    m = meta["model"]
+    prov = meta.get("provenance") or {}
+    lines = [
+        f"checkpoint   {path} ({path.stat().st_size / 1e6:.1f} MB, format {meta['format_version']})",
+        f"encoder      {meta['encoder']['name']} ({meta['encoder'].get('modality', '?')})",
+        f"model        {m['layers']}x{m['hidden_size']} {m['cell']}, {params:,} parameters",
+    ]
+    if meta.get("description"):
+        lines.append(f"description  {meta['description']}")
+    if prov:
+        best = prov.get("best_valid_loss")
+        lines += [
+            f"corpus       {prov.get('corpus')} ({prov.get('sequences')} sequences, hash {prov.get('corpus_hash')})",
+            f"trained      {prov.get('epochs')} epochs, {prov.get('steps')} steps, "
+            f"best valid loss {best:.4f} nats/token" if best is not None else "trained      -",
+            f"made         {prov.get('date')} by composer {prov.get('project_version')}",
+            f"parent       {prov.get('parent') or '-'}",
+        ]
+    click.echo("\n".join(lines))
+
+
+def resolve_checkpoint(target: str) -> Path:
+    """A style name or a checkpoint path."""
+    path = Path(target).expanduser()
+    if path.suffix or path.exists() or "/" in target:
+        if not path.exists():
+            raise ComposerError(f"checkpoint not found: {target}")
+        return path
+    return registry().style(target).checkpoint
+
+
+# ---------------------------------------------------------------------------------------- train
+
+TRAIN_FLAGS = {  # CLI flag -> (TrainConfig key, or model.<key>)
+    "encoder": "encoder", "corpus": "corpus", "output": "output", "valid_corpus": "valid_corpus",
+    "valid_fraction": "valid_fraction", "epochs": "epochs", "max_steps": "max_steps",
+    "batch_size": "batch_size", "seq_len": "seq_len", "lr": "lr", "warmup_steps": "warmup_steps",
+    "patience": "patience", "seed": "seed", "device": "device", "precision": "precision",
+    "workers": "workers", "description": "description",
+    "layers": "model.layers", "hidden_size": "model.hidden_size", "embedding_size": "model.embedding_size",
+    "dropout": "model.dropout", "cell": "model.cell", "layer_norm": "model.layer_norm",
+    "residual": "model.residual", "attention": "model.attention",
+}
+
+
+def build_train_config(config_file: str | None, flags: dict[str, Any], options: dict[str, str]):
+    from composer.train import TrainConfig
+
+    values: dict[str, Any] = {}
+    if config_file:
+        try:
+            values = tomllib.loads(Path(config_file).read_text())
+        except FileNotFoundError:
+            raise ComposerError(f"config file not found: {config_file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ComposerError(f"{config_file} is not valid TOML: {exc}") from None
+    values.setdefault("model", {})
+    values.setdefault("encoder_options", {})
+    for flag, key in TRAIN_FLAGS.items():
+        if flags.get(flag) is None:
+            continue
+        if key.startswith("model."):
+            values["model"][key[6:]] = flags[flag]
+        else:
+            values[key] = flags[flag]
+    values["encoder_options"].update(options)
+    if not values.get("output"):
+        values["output"] = str(Path("runs") / (Path(config_file).stem if config_file else values.get("encoder", "run")))
+    return TrainConfig.from_dict(values)
+
+
+def train_options(f):
+    opts = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Training settings (TOML)."),
+        click.option("--corpus", help="PREFIX:NAME (e.g. music21:bach), a file, a folder or a glob."),
+        click.option("-o", "--output", help="Run folder (default runs/NAME)."),
+        click.option("--valid-corpus", help="Validate on this corpus instead of a held-out split."),
+        click.option("--valid-fraction", type=float, help="Held-out fraction (default 0.1)."),
+        click.option("--epochs", type=int, help="Epochs (default 10)."),
+        click.option("--max-steps", type=int, help="Stop after this many optimizer steps."),
+        click.option("--batch-size", type=int, help="Rows per batch (default 32)."),
+        click.option("--seq-len", type=int, help="Tokens per window (truncated BPTT; default 128)."),
+        click.option("--lr", type=float, help="Peak learning rate (default 2e-3)."),
+        click.option("--warmup-steps", type=int, help="Linear warm-up steps (default 100)."),
+        click.option("--patience", type=int, help="Early stopping: epochs without improvement (default 5)."),
+        click.option("--seed", type=int, help="Random seed (default 0)."),
+        click.option("--device", help="auto, cpu, cuda, cuda:N or mps (default auto)."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="Default auto."),
+        click.option("--workers", type=int, help="Corpus-reading processes (default: one per core)."),
+        click.option("--resume", is_flag=True, help="Continue the stopped run in the output folder."),
+        option_O,
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def run_training(config, resume: bool) -> None:
+    from composer.train import train
+
+    start = time.time()
+    trainer = train(config, registry(), resume=resume)
+    r = trainer.result
+    best = f"{r['best_valid_loss']:.4f}" if r["best_valid_loss"] != float("inf") else "-"
+    click.echo(
+        f"trained {r['steps']} steps ({r['epochs']} epochs) in {time.time() - start:.0f} s; best validation "
+        f"loss {best} nats/token; model: {r['model']}"
+    )
+
+
+@cli.command()
+@click.option("--encoder", help="Encoder name (see `composer encoders`).")
+@train_options
+@click.option("--layers", type=int, help="LSTM layers (default 2).")
+@click.option("--hidden-size", type=int, help="Hidden units per layer (default 256).")
+@click.option("--embedding-size", type=int, help="Input embedding size (default 128).")
+@click.option("--dropout", type=float, help="Dropout between layers (default 0).")
+@click.option("--cell", type=click.Choice(["lstm", "gru", "peephole"]), help="Recurrent cell (default lstm).")
+@click.option("--layer-norm/--no-layer-norm", default=None, help="Layer norm on each layer's output.")
+@click.option("--residual/--no-residual", default=None, help="Residual connections between layers.")
+@click.option("--attention", type=int, help="Attend over the last N outputs (0: off).")
+@click.option("--description", help="One line stored in the checkpoint.")
+def train(config_file, resume, options, **flags) -> None:
+    """Train a model from scratch on a corpus.
+
+    \b
+    composer train --encoder polyphony --corpus music21:bach -o runs/bach
+    composer train --config checkpoints/bach.toml
+    composer train --config checkpoints/bach.toml --resume
+    """
+    config = build_train_config(config_file, flags, plugin_options(options))
+    run_training(config, resume)
+
+
+# --------------------------------------------------------------------------------------- sample
+
+
+def sample_options(f):
+    opts = [
+        click.option("--style", help="A style name (see `composer styles`)."),
+        click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint file instead of a style."),
+        click.option("-n", "--num-outputs", "n", type=int, default=1, show_default=True, help="How many to write."),
+        click.option("--seed", type=int, help="Random seed; the same seed gives the same output (default: random)."),
+        click.option("--temperature", type=float, help="Softmax temperature (style default, else 1.0)."),
+        click.option("--sampler", help="Sampler name (see `composer samplers`)."),
+        click.option("--top-k", type=int, help="k for the top-k sampler."),
+        click.option("--top-p", type=float, help="p for the top-p sampler."),
+        click.option("-o", "--output", "output_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+                     help="Folder for the files."),
+        click.option("--format", "formats", help="Comma-separated output formats (e.g. mid,musicxml,png,wav)."),
+        option_device,
+        option_O,
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+class Session:
+    """A loaded style or checkpoint, ready to generate and write."""
+
+    def __init__(self, style: str | None, checkpoint_path: str | None, device: str):
+        from composer.checkpoint import load_model
+        from composer.train import pick_device
+
+        if bool(style) == bool(checkpoint_path):
+            raise ComposerError("give either --style NAME or --checkpoint FILE")
+        reg = registry()
+        self.registry = reg
+        self.defaults: dict = {}
+        if style:
+            found = reg.style(style)
+            path, self.name, self.defaults = found.checkpoint, style, dict(found.defaults)
+        else:
+            path = Path(checkpoint_path)
+            self.name = path.parent.name if path.stem == "model" else path.stem
+        self.device = pick_device(device)
+        self.model, self.encoder, self.meta = load_model(path, reg, self.device)
+        self.defaults = {**self.meta.get("sampler_defaults", {}), **self.defaults}
+
+    def sampler(self, name: str | None, temperature, top_k, top_p) -> tuple[Any, dict]:
+        name = name or self.defaults.get("sampler", "temperature")
+        opts = {"temperature": temperature if temperature is not None else self.defaults.get("temperature", 1.0)}
+        if top_k is not None or "top_k" in self.defaults:
+            opts["top_k"] = top_k if top_k is not None else self.defaults["top_k"]
+        if top_p is not None or "top_p" in self.defaults:
+            opts["top_p"] = top_p if top_p is not None else self.defaults["top_p"]
+        return self.registry.sampler(name), opts
+
+    def writers(self, formats: str | None) -> list:
+        modality = self.encoder.modality
+        wanted = [f.strip() for f in (formats or self.encoder.default_format).split(",") if f.strip()]
+        if not wanted:
+            raise ComposerError(f"no output format given and no default for {modality}")
+        writers = []
+        for fmt in wanted:
+            writer = self.registry.writer(modality, fmt)
+            missing = writer.available()
+            if missing:
+                click.echo(f"warning: skipping {fmt}: {missing}", err=True)
+                continue
+            writers.append(writer)
+        if not writers:
+            raise ComposerError("none of the requested formats can be written here")
+        return writers
+
+    def write(self, sequences: list[list[int]], writers: list, output_dir: str, seed: int) -> list[str]:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i, seq in enumerate(sequences, 1):
+            item = self.encoder.decode(seq)
+            names = []
+            for writer in writers:
+                path = out / f"{self.name}-{seed}-{i}{writer.suffix}"
+                writer.write(item, path)
+                names.append(path.name)
+            summary = self.encoder.summarize(item)
+            lines.append(", ".join(names) + (f" ({summary})" if summary else ""))
+        return lines
+
+
+def read_primer(encoder, registry_, path: str) -> list[int]:
+    from composer.data import resolve
+
+    pairs = resolve(path, encoder.modality, registry_.corpora)
+    src, ref = pairs[0]
+    try:
+        items = src.load(ref)
+    except Exception as exc:
+        raise ComposerError(f"cannot read primer {path}: {exc}") from None
+    if not items:
+        raise ComposerError(f"primer {path} holds nothing usable")
+    return encoder.primer(items[0])
+
+
+@cli.command()
+@sample_options
+@click.option("--length", type=float, help="Length in the encoder's unit (bars for music, characters for text).")
+@click.option("--primer", type=click.Path(exists=True, dir_okay=False), help="Start from this file (e.g. a MIDI).")
+@click.option("--prime", "prime_text", help="Start from this text (text models).")
+def sample(style, checkpoint, n, seed, temperature, sampler, top_k, top_p, output_dir, formats, device, options,
+           length, primer, prime_text) -> None:
+    """Generate new pieces from a style or a checkpoint.
+
+    \b
+    composer sample --style bach
+    composer sample --style bach -n 8 --seed 1 --format mid,musicxml -o out/
+    composer sample --checkpoint runs/mine/model.safetensors --temperature 0.9
+    """
+    from composer.generate import generate
+
+    start = time.time()
+    if n < 1:
+        raise ComposerError("-n must be at least 1")
+    session = Session(style, checkpoint, device)
+    chosen, sampler_opts = session.sampler(sampler, temperature, top_k, top_p)
+    writers = session.writers(formats)
+    seed = seed if seed is not None else random.SystemRandom().randrange(10_000)
+    if length is None:
+        length = session.defaults.get("length")
+    primer_tokens: list[int] = []
+    if primer:
+        primer_tokens = read_primer(session.encoder, session.registry, primer)
+    elif prime_text is not None:
+        primer_tokens = session.encoder.primer(prime_text.replace("\\n", "\n"))
+    plan = session.encoder.generation_plan(length=length, **plugin_options(options))
+    sequences = generate(
+        session.model, session.encoder, chosen, n=n, max_tokens=plan.max_tokens, primer=primer_tokens,
+        constraint=plan.constraint, seed=seed, device=session.device, sampler_options=sampler_opts,
+    )
+    lines = session.write(sequences, writers, output_dir, seed)
+    for line in lines:
+        click.echo(f"  {line}")
+    files = len(lines) * len(writers)
+    click.echo(f"wrote {files} file(s) to {output_dir} in {time.time() - start:.1f} s (seed {seed})")
+
+
+def main() -> None:
+    cli(prog_name="composer")
+
+
+from composer.plugins import get_registry as _get_registry  # noqa: E402
+
+_get_registry().pm.hook.register_commands(cli=cli)

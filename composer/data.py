@@ -1,0 +1,317 @@
+"""Corpus -> cached sequences -> batches.
+
+A corpus source string is either ``PREFIX:NAME`` for a registered source (``music21:bach``) or a file,
+folder or glob read by the file readers of the encoder's modality. Items are loaded and encoded in
+worker processes; the sequences are cached on disk keyed by the source and the encoder configuration.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import random
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from composer.api import ComposerError, CorpusSource, Encoder, EncodeReport
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class Corpus:
+    source: str
+    sequences: list[list[int]]
+    names: list[str]  # one per sequence: the reference it came from (with '#k' for the k-th item)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (reference, reason)
+    report: EncodeReport = field(default_factory=EncodeReport)
+    digest: str = ""  # hash of the sequences: provenance
+    cached: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(s) for s in self.sequences)
+
+    def summary(self) -> str:
+        text = f"{len(self.sequences)} sequences, {self.tokens:,} tokens from {self.source}"
+        if self.skipped:
+            text += f"; skipped {len(self.skipped)} unusable file(s)"
+        if self.report:
+            r = self.report
+            text += f"; {r.transposed} transposed, {r.mapped} mapped, {r.dropped} dropped to fit the vocabulary"
+        return text + (" (cached)" if self.cached else "")
+
+
+def resolve(source: str, modality: str, corpora: dict[str, CorpusSource]) -> list[tuple[CorpusSource, str]]:
+    """The (source, reference) pairs a corpus string stands for."""
+    prefix, sep, rest = source.partition(":")
+    if sep and prefix in corpora and corpora[prefix].list is not None and len(prefix) > 1:
+        src = corpora[prefix]
+        if src.modality != modality:
+            raise ComposerError(f"corpus '{source}' holds {src.modality}, but the encoder reads {modality}")
+        refs = src.list(rest)
+        if not refs:
+            raise ComposerError(f"corpus '{source}' is empty")
+        return [(src, ref) for ref in refs]
+    readers = {suffix: src for src in corpora.values() if src.modality == modality for suffix in src.suffixes}
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+    elif path.is_file():
+        files = [path]
+    elif glob.has_magic(source):
+        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(source), recursive=True) if Path(p).is_file())
+    else:
+        known = ", ".join(sorted(f"{n}:" for n, s in corpora.items() if s.list and s.modality == modality))
+        raise ComposerError(f"corpus not found: '{source}' is no file, folder or glob (named corpora: {known})")
+    pairs = [(readers[p.suffix.lower()], str(p)) for p in files if p.suffix.lower() in readers]
+    if not pairs:
+        suffixes = " ".join(sorted(readers)) or "none"
+        raise ComposerError(f"no {modality} files in '{source}' (looked for {suffixes})")
+    return pairs
+
+
+def _fingerprint(pairs: list[tuple[CorpusSource, str]]) -> list[str]:
+    out = []
+    for src, ref in pairs:
+        try:
+            st = os.stat(ref)
+            out.append(f"{src.name}|{ref}|{st.st_size}|{st.st_mtime_ns}")
+        except OSError:
+            out.append(f"{src.name}|{ref}")
+    return out
+
+
+def _load_and_encode(encoder: Encoder, src: CorpusSource, ref: str, checked: bool) -> tuple[str, Any, str]:
+    """Worker: one reference -> (ref, [(seq, report)], error)."""
+    try:
+        items = src.load(ref)
+        results = []
+        for item in items:
+            if checked:
+                seq, report = encoder.encode_checked(item)
+            else:
+                seq, report = encoder.encode(item), EncodeReport()
+            if len(seq) > 2:
+                results.append((list(seq), report))
+        if not results:
+            return ref, None, "nothing usable in it"
+        return ref, results, ""
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        return ref, None, (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def _cache_path(key: str) -> Path:
+    from composer.checkpoint import composer_home
+
+    root = os.environ.get("COMPOSER_CACHE")
+    return (Path(root) if root else composer_home() / "cache") / f"corpus-{key}.npz"
+
+
+def load_corpus(
+    source: str,
+    encoder: Encoder,
+    corpora: dict[str, CorpusSource],
+    *,
+    fitted: bool = False,
+    workers: int | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    warn: Any = None,
+) -> Corpus:
+    """Load and encode a corpus. ``fitted``: the encoder's state is fixed (fine-tuning or evaluation), so
+    items are fitted into its vocabulary with counted changes instead of building a vocabulary."""
+    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    pairs = resolve(source, encoder.modality, corpora)
+    state = json.dumps(encoder.state_dict(), sort_keys=True) if (fitted or not encoder.needs_fit) else ""
+    key_text = json.dumps([CACHE_VERSION, encoder.name, state, fitted, _fingerprint(pairs)], sort_keys=True)
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:24]
+    cache = _cache_path(key)
+    if use_cache and cache.is_file():
+        corpus = _read_cache(cache, source, encoder)
+        if corpus is not None:
+            for ref, reason in corpus.skipped:
+                warn(f"skipped {ref}: {reason}")
+            return corpus
+    if encoder.needs_fit and not fitted:
+        items = []
+        for src, ref in pairs:
+            try:
+                items.extend(src.load(ref))
+            except Exception:
+                continue  # reported below, when it fails again during encoding
+        encoder.fit(items)
+    results = _run(encoder, pairs, fitted, workers, progress)
+    corpus = Corpus(source, [], [])
+    for ref, encoded, error in results:
+        if error:
+            warn(f"skipped {ref}: {error}")
+            corpus.skipped.append((ref, error))
+            continue
+        for k, (seq, report) in enumerate(encoded):
+            corpus.sequences.append(seq)
+            corpus.names.append(ref if len(encoded) == 1 else f"{ref}#{k}")
+            corpus.report.add(report)
+    if not corpus.sequences:
+        raise ComposerError(f"nothing usable in corpus '{source}' ({len(corpus.skipped)} file(s) skipped)")
+    corpus.digest = _digest(corpus.sequences)
+    if use_cache:
+        _write_cache(cache, corpus, encoder)
+    return corpus
+
+
+def _run(encoder: Encoder, pairs: list, fitted: bool, workers: int | None, progress: bool) -> list:
+    from tqdm import tqdm
+
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    bar = tqdm(total=len(pairs), desc="reading corpus", unit="file", disable=not progress or len(pairs) < 8,
+               file=sys.stderr)
+    results = []
+    if workers <= 1 or len(pairs) < 8:
+        for src, ref in pairs:
+            results.append(_load_and_encode(encoder, src, ref, fitted))
+            bar.update()
+    else:
+        import multiprocessing as mp
+
+        method = "fork" if sys.platform.startswith("linux") else None
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context(method)) as pool:
+            futures = [pool.submit(_load_and_encode, encoder, src, ref, fitted) for src, ref in pairs]
+            for fut in futures:
+                results.append(fut.result())
+                bar.update()
+    bar.close()
+    return results
+
+
+def _digest(sequences: list[list[int]]) -> str:
+    h = hashlib.sha256()
+    for seq in sequences:
+        h.update(np.asarray(seq, dtype=np.int32).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def _write_cache(path: Path, corpus: Corpus, encoder: Encoder) -> None:
+    from composer.checkpoint import atomic_write
+
+    flat = np.concatenate([np.asarray(s, dtype=np.int32) for s in corpus.sequences])
+    lengths = np.asarray([len(s) for s in corpus.sequences], dtype=np.int64)
+    meta = {
+        "names": corpus.names,
+        "skipped": corpus.skipped,
+        "report": [corpus.report.transposed, corpus.report.mapped, corpus.report.dropped],
+        "digest": corpus.digest,
+        "encoder_state": encoder.state_dict(),
+    }
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, tokens=flat, lengths=lengths, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+
+    try:
+        atomic_write(path, write)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def _read_cache(path: Path, source: str, encoder: Encoder) -> Corpus | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            flat, lengths = data["tokens"], data["lengths"]
+            meta = json.loads(data["meta"].tobytes().decode())
+    except Exception:
+        return None
+    encoder.load_state_dict(meta["encoder_state"])
+    bounds = np.cumsum(lengths)[:-1]
+    sequences = [part.tolist() for part in np.split(flat, bounds)]
+    return Corpus(
+        source, sequences, meta["names"], [tuple(s) for s in meta["skipped"]], EncodeReport(*meta["report"]),
+        meta["digest"], cached=True,
+    )
+
+
+def split(corpus: Corpus, valid_fraction: float, seed: int, valid_names: list[str] | None = None):
+    """Split into (train, valid) lists of sequences, by piece; returns also the validation names.
+
+    With ``valid_names`` (a resumed run, or an evaluation of a checkpoint) the recorded split is used.
+    A corpus of fewer than 10 pieces is split inside each piece: the last part of every piece validates.
+    """
+    n = len(corpus.sequences)
+    if valid_names is not None and valid_names and valid_names[0].startswith("@tail:"):
+        valid_fraction = float(valid_names[0].split(":", 1)[1])
+        valid_names = None
+        n = 0
+    if valid_names is not None:
+        chosen = set(valid_names)
+        train = [s for s, name in zip(corpus.sequences, corpus.names) if name not in chosen]
+        valid = [s for s, name in zip(corpus.sequences, corpus.names) if name in chosen]
+        return train, valid, list(valid_names)
+    if n >= 10:
+        order = list(range(len(corpus.sequences)))
+        random.Random(seed).shuffle(order)
+        k = max(1, round(len(order) * valid_fraction))
+        valid_idx = set(order[:k])
+        train = [s for i, s in enumerate(corpus.sequences) if i not in valid_idx]
+        valid = [s for i, s in enumerate(corpus.sequences) if i in valid_idx]
+        return train, valid, [corpus.names[i] for i in sorted(valid_idx)]
+    train, valid = [], []
+    for seq in corpus.sequences:
+        cut = max(2, int(len(seq) * (1 - valid_fraction)))
+        train.append(seq[:cut])
+        valid.append(seq[max(0, cut - 1):])
+    return train, valid, [f"@tail:{valid_fraction}"]
+
+
+def stream_batches(
+    sequences: list[list[int]],
+    encoder: Encoder,
+    batch_size: int,
+    seq_len: int,
+    rng: random.Random,
+    augment: bool,
+    rank: int = 0,
+    world: int = 1,
+) -> torch.Tensor:
+    """One epoch as a tensor [steps, rows, seq_len + 1]: pieces shuffled (and augmented), joined into one
+    stream, cut into ``batch_size * world`` parallel rows read ``seq_len`` tokens at a time (truncated
+    back-propagation through time: the recurrent state carries from one window to the next)."""
+    order = list(range(len(sequences)))
+    rng.shuffle(order)
+    parts = [encoder.augment(sequences[i], rng) if augment else sequences[i] for i in order]
+    stream = torch.tensor([t for p in parts for t in p], dtype=torch.long)
+    rows = batch_size * world
+    per_row = (len(stream) - 1) // rows
+    steps = per_row // seq_len
+    if steps == 0:
+        # a small corpus: repeat it until one window per row fits
+        reps = (rows * (seq_len + 1)) // max(1, len(stream)) + 1
+        stream = stream.repeat(reps)
+        per_row = (len(stream) - 1) // rows
+        steps = per_row // seq_len
+    used = steps * seq_len
+    grid = torch.stack([stream[r * per_row: r * per_row + used + 1] for r in range(rows)])
+    grid = grid[rank::world]
+    windows = torch.stack([grid[:, i * seq_len: (i + 1) * seq_len + 1] for i in range(steps)])
+    return windows
+
+
+def padded_batches(sequences: list[list[int]], batch_size: int, pad: int = 0):
+    """Yield (tokens [B, T], lengths [B]) for whole pieces, similar lengths together."""
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = [sequences[i] for i in order[start: start + batch_size]]
+        longest = max(len(s) for s in chunk)
+        batch = torch.full((len(chunk), longest), pad, dtype=torch.long)
+        for row, seq in enumerate(chunk):
+            batch[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        yield batch, torch.tensor([len(s) for s in chunk])

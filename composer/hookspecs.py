@@ -1,0 +1,50 @@
+"""The plugin contract. Hooks are always called with keyword arguments."""
+
+from pluggy import HookspecMarker
+
+hookspec = HookspecMarker("composer")
+
+
+@hookspec
+def register_encoders(register):
+    """Register Encoder subclasses: ``register(EncoderClass)``."""
+
+
+@hookspec
+def register_samplers(register):
+    """Register token samplers: ``register(Sampler(...))``."""
+
+
+@hookspec
+def register_corpora(register):
+    """Register corpus sources (``music21:bach``, file readers by suffix): ``register(CorpusSource(...))``."""
+
+
+@hookspec
+def register_styles(register):
+    """Register named styles: ``register(Style(...))``."""
+
+
+@hookspec
+def register_writers(register):
+    """Register output formats: ``register(Writer(...))``."""
+
+
+@hookspec
+def register_heads(register):
+    """Register model output heads: ``register(type_name, factory)`` with ``factory(hidden_size, spec)``."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add click commands to the ``composer`` command group."""
+
+
+@hookspec
+def on_epoch_end(metrics):
+    """Called on rank 0 after each epoch with that epoch's metrics dict."""
+
+
+@hookspec
+def on_checkpoint_saved(path, metadata):
+    """Called on rank 0 after a checkpoint file is written."""

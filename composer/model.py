@@ -1,0 +1,407 @@
+"""The core model: an input adapter, a stack of recurrent layers and an output head.
+
+    ids [B, T] or features [B, T, input_dim]
+      -> adapter (embedding or linear) ++ conditioning vector
+      -> layer 0 .. layer L-1 (lstm | gru | peephole; optional residual and layer norm)
+      -> optional attention over the last N top-layer outputs (Magenta's attention RNN)
+      -> head (categorical logits, or Sketch-RNN's mixture density)
+
+`forward` runs whole sequences; `step` runs one time step. Both carry the same `State`, so generation
+primes once with `forward` and then pays O(1) per token with `step`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+INPUTS = ("tokens", "features")
+CELLS = ("lstm", "gru", "peephole")
+
+
+@dataclass
+class ModelConfig:
+    input: str = "tokens"  # "tokens" (embedding of ids) or "features" (linear projection of float vectors)
+    vocab_size: int = 0  # for input == "tokens"
+    input_dim: int = 0  # for input == "features"
+    embedding_size: int = 128  # size of the input adapter's output
+    hidden_size: int = 256
+    layers: int = 2
+    dropout: float = 0.0  # between layers and before the head
+    cell: str = "lstm"  # "lstm" (fused nn.LSTM, the fast path) | "gru" (nn.GRU) | "peephole" (custom cell)
+    layer_norm: bool = False  # LayerNorm on each layer's output
+    residual: bool = False  # layers above the first add their input to their output
+    attention: int = 0  # >0: attend over the last N outputs of the top layer
+    cond_size: int = 0  # >0: a conditioning vector of this size joins the input at every step
+    cond_classes: int = 0  # >0: the conditioning is a class id embedded into cond_size floats
+    head: dict = field(default_factory=lambda: {"type": "categorical"})  # a spec for a factory in HEADS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys: {', '.join(unknown)}")
+        return cls(**copy.deepcopy(d))
+
+    def validate(self) -> None:
+        """Raise ValueError with a one-line message for the first thing that cannot be built."""
+        checks = [
+            (self.input in INPUTS, f"input must be one of {', '.join(INPUTS)}, got {self.input!r}"),
+            (self.input != "tokens" or self.vocab_size > 0, "input 'tokens' needs vocab_size > 0"),
+            (self.input != "features" or self.input_dim > 0, "input 'features' needs input_dim > 0"),
+            (self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}"),
+            (min(self.embedding_size, self.hidden_size, self.layers) > 0,
+             "embedding_size, hidden_size and layers must be positive"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (min(self.attention, self.cond_size, self.cond_classes) >= 0,
+             "attention, cond_size and cond_classes must not be negative"),
+            (self.cond_classes == 0 or self.cond_size > 0, "cond_classes needs cond_size > 0"),
+            (self.head.get("type") in HEADS,
+             f"unknown head type {self.head.get('type')!r}; known: {', '.join(sorted(HEADS))}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"invalid ModelConfig: {message}")
+
+
+class State(NamedTuple):
+    """Recurrent state carried between calls. Every tensor has the batch on dim 0."""
+
+    layers: tuple[tuple[Tensor, ...], ...]  # per layer: (h, c) for lstm/peephole, (h,) for gru; [B, hidden]
+    window: Tensor | None = None  # attention: the last N top-layer outputs [B, N, hidden]
+    window_mask: Tensor | None = None  # attention: which window slots hold an output yet [B, N] (bool)
+
+
+def _map_state(state: State, fn: Callable[[Tensor], Tensor]) -> State:
+    layers = tuple(tuple(fn(t) for t in layer) for layer in state.layers)
+    if state.window is None:
+        return State(layers)
+    return State(layers, fn(state.window), fn(state.window_mask))
+
+
+def select_state(state: State, index: Tensor) -> State:
+    """The rows `index` of every state tensor (beam search, dropping finished rows)."""
+    return _map_state(state, lambda t: t.index_select(0, index))
+
+
+def detach_state(state: State) -> State:
+    """The state cut from the autograd graph (truncated backpropagation through time)."""
+    return _map_state(state, Tensor.detach)
+
+
+@dataclass
+class ModelOutput:
+    output: Any  # the head's output, e.g. logits [B, T, V]
+    state: State  # the recurrent state after the last step
+    loss: Tensor | None = None  # mean loss over counted positions (None without targets)
+    loss_sum: Tensor | None = None  # sum of per-position losses, for exact NLL over a corpus
+    count: Tensor | None = None  # number of counted positions
+
+
+# ---------------------------------------------------------------------------------------- heads
+
+
+class Head(nn.Module):
+    """Turns top-layer features [..., hidden] into an output and scores it against targets."""
+
+    def forward(self, h: Tensor) -> Any:
+        raise NotImplementedError
+
+    def loss(self, output: Any, targets: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(sum of per-position losses, number of counted positions); `mask` [B, T] picks positions."""
+        raise NotImplementedError
+
+
+HeadFactory = Callable[[int, dict], Head]
+HEADS: dict[str, HeadFactory] = {}
+
+
+def register_head(type_name: str, factory: HeadFactory) -> None:
+    """Make `{"type": type_name, ...}` head specs build with `factory(hidden_size, spec)`."""
+    if HEADS.get(type_name, factory) is not factory:
+        raise ValueError(f"head type {type_name!r} is already registered")
+    HEADS[type_name] = factory
+
+
+def _counted(shape: torch.Size, mask: Tensor | None, device: torch.device) -> Tensor:
+    return torch.ones(shape, dtype=torch.bool, device=device) if mask is None else mask.bool()
+
+
+class CategoricalHead(Head):
+    """Logits over `vocab_size` tokens; cross-entropy that ignores target -100 and masked positions."""
+
+    def __init__(self, hidden_size: int, vocab_size: int):
+        super().__init__()
+        if vocab_size <= 0:
+            raise ValueError("categorical head needs vocab_size > 0")
+        self.proj = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.proj(h)
+
+    def loss(self, output: Tensor, targets: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        counted = _counted(targets.shape, mask, targets.device) & (targets != -100)
+        # float32 even under autocast: a bf16 log-softmax over a large vocabulary loses the small terms
+        nll = F.cross_entropy(output.float().flatten(0, -2), targets.flatten(), reduction="none")
+        return torch.where(counted, nll.view_as(targets), 0.0).sum(), counted.sum()
+
+
+class MixtureDensityHead(Head):
+    """Sketch-RNN's output (Ha & Eck, 2017): M bivariate normals with correlation over (dx, dy) and a
+    softmax over pen states. Targets are stroke-5 rows (dx, dy, p1, p2, p3) with a one-hot pen state."""
+
+    eps = 1e-5  # keeps |rho| below 1
+
+    def __init__(self, hidden_size: int, components: int = 20, dims: int = 2, pen_states: int = 3):
+        super().__init__()
+        if dims != 2 or components <= 0 or pen_states <= 0:
+            raise ValueError("mdn head needs dims == 2 and positive components and pen_states")
+        self.components, self.pen_states = components, pen_states
+        self.proj = nn.Linear(hidden_size, 6 * components + pen_states)
+
+    def forward(self, h: Tensor) -> dict[str, Tensor]:
+        m = self.components
+        pi, mu, log_sigma, rho, pen = self.proj(h).float().split([m, 2 * m, 2 * m, m, self.pen_states], -1)
+        return {
+            "pi": pi,  # mixture logits [..., M]
+            "mu": mu.unflatten(-1, (m, 2)),  # [..., M, 2]
+            "log_sigma": log_sigma.unflatten(-1, (m, 2)),  # [..., M, 2]
+            "rho": torch.tanh(rho).clamp(-1 + self.eps, 1 - self.eps),  # [..., M]
+            "pen": pen,  # pen-state logits [..., pen_states]
+        }
+
+    def loss(self, output: dict[str, Tensor], targets: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        targets = targets.float()
+        pen = targets[..., 2:].argmax(-1)
+        log_sigma, rho = output["log_sigma"], output["rho"]
+        z = (targets[..., None, :2] - output["mu"]) * torch.exp(-log_sigma)
+        one_minus_rho2 = 1 - rho.square()
+        log_normal = (
+            -math.log(2 * math.pi) - log_sigma.sum(-1) - 0.5 * torch.log(one_minus_rho2)
+            - (z.square().sum(-1) - 2 * rho * z[..., 0] * z[..., 1]) / (2 * one_minus_rho2)
+        )
+        offset_nll = -torch.logsumexp(F.log_softmax(output["pi"], -1) + log_normal, -1)
+        pen_nll = F.cross_entropy(output["pen"].flatten(0, -2), pen.flatten(), reduction="none").view_as(pen)
+        counted = _counted(pen.shape, mask, pen.device)
+        # as in Sketch-RNN, the padding after a sketch's end (last pen state) has no offset to predict
+        drawn = counted & (pen != self.pen_states - 1)
+        loss_sum = torch.where(drawn, offset_nll, 0.0).sum() + torch.where(counted, pen_nll, 0.0).sum()
+        return loss_sum, counted.sum()
+
+    def sample(self, output_t: dict[str, Tensor], generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> Tensor:
+        """One stroke-5 row per batch row [B, 2 + pen_states]; temperature scales the mixture and pen
+        logits and the variances, as in Sketch-RNN."""
+        rows = torch.arange(output_t["pi"].shape[0], device=output_t["pi"].device)
+        k = torch.multinomial(F.softmax(output_t["pi"] / temperature, -1), 1, generator=generator)[:, 0]
+        mu = output_t["mu"][rows, k]
+        sigma = torch.exp(output_t["log_sigma"][rows, k]) * math.sqrt(temperature)
+        rho = output_t["rho"][rows, k]
+        z = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        dx = mu[:, 0] + sigma[:, 0] * z[:, 0]
+        dy = mu[:, 1] + sigma[:, 1] * (rho * z[:, 0] + torch.sqrt(1 - rho.square()) * z[:, 1])
+        pen = torch.multinomial(F.softmax(output_t["pen"] / temperature, -1), 1, generator=generator)[:, 0]
+        return torch.cat([torch.stack([dx, dy], -1), F.one_hot(pen, self.pen_states).to(mu.dtype)], -1)
+
+
+register_head("categorical", lambda hidden, spec: CategoricalHead(hidden, spec.get("vocab_size", 0)))
+register_head("mdn", lambda hidden, spec: MixtureDensityHead(
+    hidden, spec.get("components", 20), spec.get("dims", 2), spec.get("pen_states", 3)))
+
+
+# ------------------------------------------------------------------------------------ recurrence
+
+
+class PeepholeLSTM(nn.Module):
+    """LSTM with peephole connections (Gers, Schraudolph & Schmidhuber, 2002): the input and forget gates
+    see c_{t-1} and the output gate sees c_t, through diagonal weights. Called like
+    nn.LSTM(batch_first=True): x [B, T, input], (h, c) each [1, B, hidden]."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))  # gates i, f, g, o
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))
+        self.peephole = nn.Parameter(torch.empty(3, hidden_size))  # diagonal weights for i, f, o
+        bound = 1 / math.sqrt(hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def forward(self, x: Tensor, hx: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        h, c = hx[0][0], hx[1][0]
+        p_i, p_f, p_o = self.peephole
+        x_gates = F.linear(x, self.weight_ih, self.bias)  # the input projection for every step at once
+        w_hh = self.weight_hh.t()
+        outputs = []
+        for x_t in x_gates.unbind(1):
+            i, f, g, o = torch.addmm(x_t, h, w_hh).chunk(4, dim=1)
+            i, f = torch.sigmoid(i + p_i * c), torch.sigmoid(f + p_f * c)
+            c = f * c + i * torch.tanh(g)
+            h = torch.sigmoid(o + p_o * c) * torch.tanh(c)
+            outputs.append(h)
+        return torch.stack(outputs, 1), (h[None], c[None])
+
+
+class RecurrentLayer(nn.Module):
+    """One layer of the stack: a recurrent module, then the optional residual sum and layer norm."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, layer_norm: bool, residual: bool):
+        super().__init__()
+        rnn_class = {"lstm": nn.LSTM, "gru": nn.GRU}.get(cell)
+        self.rnn = PeepholeLSTM(input_size, hidden_size) if rnn_class is None else rnn_class(
+            input_size, hidden_size, batch_first=True)
+        self.norm = nn.LayerNorm(hidden_size) if layer_norm else nn.Identity()
+        self.residual = residual
+
+    def forward(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        # The recurrence runs in the weights' dtype even under CPU autocast: oneDNN's bf16 LSTM fails
+        # on many CPUs and crawls (~20x slower) on the rest. (This leaves CUDA autocast alone.)
+        with torch.autocast("cpu", enabled=False):
+            inp = x.to(next(self.rnn.parameters()).dtype)
+            hx = tuple(s[None] for s in state)  # [1, B, hidden]: torch's (num_layers, batch, hidden)
+            if isinstance(self.rnn, nn.GRU):
+                y, h = self.rnn(inp, hx[0])
+                hx = (h,)
+            else:
+                y, hx = self.rnn(inp, hx)
+            if self.residual:
+                y = y + inp
+            return self.norm(y), tuple(s[0] for s in hx)
+
+
+class WindowAttention(nn.Module):
+    """Magenta's attention RNN idea: additive (Bahdanau) attention from each top-layer output over the
+    N outputs before it; the context and the output are mixed by a linear layer and tanh."""
+
+    def __init__(self, hidden_size: int, window: int):
+        super().__init__()
+        self.window = window
+        self.key = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.score = nn.Linear(hidden_size, 1, bias=False)
+        self.combine = nn.Linear(2 * hidden_size, hidden_size)
+
+    def forward(self, h: Tensor, window: Tensor, window_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """h [B, T, hidden] with the window before it -> (outputs [B, T, hidden], new window, its mask)."""
+        n, steps = self.window, h.shape[1]
+        history = torch.cat([window, h], 1)  # output t sits at n + t; its window at t .. n+t-1
+        valid = torch.cat([window_mask, window_mask.new_ones(h.shape[:2])], 1)
+        keys, queries = self.key(history), self.query(h)
+        contexts = []
+        for t in range(steps):
+            scores = self.score(torch.tanh(keys[:, t: t + n] + queries[:, t, None]))[..., 0]  # [B, N]
+            m = valid[:, t: t + n]
+            # empty slots get no weight; with no output yet (the first step) the context is zero
+            weights = F.softmax(scores.masked_fill(~m, torch.finfo(scores.dtype).min), -1) * m
+            contexts.append(torch.bmm(weights[:, None], history[:, t: t + n]))
+        context = torch.cat(contexts, 1)
+        out = torch.tanh(self.combine(torch.cat([h, context], -1)))
+        return out, history[:, -n:], valid[:, -n:]
+
+
+# ----------------------------------------------------------------------------------------- model
+
+
+class SequenceModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        if config.input == "tokens":
+            self.adapter: nn.Module = nn.Embedding(config.vocab_size, config.embedding_size)
+        else:
+            self.adapter = nn.Linear(config.input_dim, config.embedding_size)
+        self.cond_embedding = (
+            nn.Embedding(config.cond_classes, config.cond_size) if config.cond_classes else None
+        )
+        self.layers = nn.ModuleList(
+            RecurrentLayer(config.cell, config.hidden_size if i else config.embedding_size + config.cond_size,
+                           config.hidden_size, config.layer_norm, config.residual and i > 0)
+            for i in range(config.layers)
+        )
+        self.attention = WindowAttention(config.hidden_size, config.attention) if config.attention else None
+        self.dropout = nn.Dropout(config.dropout)
+        spec = {"vocab_size": config.vocab_size, **config.head}
+        self.head: Head = HEADS[spec["type"]](config.hidden_size, spec)
+
+    def parameter_groups(self) -> list[tuple[str, list[nn.Parameter]]]:
+        """Named groups from the bottom up: adapter (with the cond embedding), layer0.., head (with the
+        attention), for discriminative learning rates, freezing and gradual unfreezing."""
+
+        def params(*modules: nn.Module | None) -> list[nn.Parameter]:
+            return [p for m in modules if m is not None for p in m.parameters()]
+
+        return [
+            ("adapter", params(self.adapter, self.cond_embedding)),
+            *((f"layer{i}", params(layer)) for i, layer in enumerate(self.layers)),
+            ("head", params(self.attention, self.head)),
+        ]
+
+    def count_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flatten_parameters(self) -> None:
+        """Re-pack cuDNN weights into one chunk. `.to()` does it; call it after replacing weight tensors
+        (e.g. `load_state_dict(..., assign=True)`)."""
+        for m in self.modules():
+            if isinstance(m, nn.RNNBase):
+                m.flatten_parameters()
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """The zero state (what `state=None` means)."""
+        weight = next(self.parameters())
+        device = weight.device if device is None else device
+        size, n_tensors = self.config.hidden_size, 1 if self.config.cell == "gru" else 2
+        layers = tuple(
+            tuple(torch.zeros(batch_size, size, device=device, dtype=weight.dtype) for _ in range(n_tensors))
+            for _ in self.layers
+        )
+        if self.attention is None:
+            return State(layers)
+        n = self.config.attention
+        window = torch.zeros(batch_size, n, size, device=device, dtype=weight.dtype)
+        return State(layers, window, torch.zeros(batch_size, n, dtype=torch.bool, device=device))
+
+    def forward(self, x: Tensor, targets: Tensor | None = None, state: State | None = None,
+                cond: Tensor | None = None, mask: Tensor | None = None) -> ModelOutput:
+        """x: ids [B, T] or features [B, T, input_dim]; cond: class ids [B] or vectors [B, cond_size];
+        mask [B, T]: positions that count in the loss (None: all)."""
+        h, state = self._features(x, state, cond)
+        output = self.head(self.dropout(h))
+        if targets is None:
+            return ModelOutput(output, state)
+        loss_sum, count = self.head.loss(output, targets, mask)
+        return ModelOutput(output, state, loss_sum / count.clamp(min=1), loss_sum, count)
+
+    def step(self, x_t: Tensor, state: State | None = None, cond: Tensor | None = None) -> tuple[Any, State]:
+        """One time step: x_t ids [B] or features [B, input_dim] -> (head output for it, new state)."""
+        h, state = self._features(x_t[:, None], state, cond)
+        return self.head(self.dropout(h[:, 0])), state
+
+    def _features(self, x: Tensor, state: State | None, cond: Tensor | None) -> tuple[Tensor, State]:
+        h = self.adapter(x)
+        if (cond is None) != (self.config.cond_size == 0):
+            raise ValueError(f"pass cond exactly when cond_size > 0 (this model: {self.config.cond_size})")
+        if cond is not None:
+            c = cond if self.cond_embedding is None else self.cond_embedding(cond)
+            h = torch.cat([h, c.to(h.dtype)[:, None].expand(-1, h.shape[1], -1)], -1)
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device)
+        layer_states = []
+        for i, (layer, layer_state) in enumerate(zip(self.layers, state.layers, strict=True)):
+            h, layer_state = layer(h if i == 0 else self.dropout(h), layer_state)
+            layer_states.append(layer_state)
+        if self.attention is None:
+            return h, State(tuple(layer_states))
+        h, window, window_mask = self.attention(h, state.window, state.window_mask)
+        return h, State(tuple(layer_states), window, window_mask)

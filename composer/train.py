@@ -1,0 +1,447 @@
+"""Training and fine-tuning: devices, precision, truncated BPTT over token streams, validation, early
+stopping, atomic checkpoints, resume, Ctrl-C, DistributedDataParallel under torchrun."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from composer import checkpoint
+from composer.api import ComposerError, Encoder
+from composer.data import Corpus, load_corpus, padded_batches, split, stream_batches
+from composer.model import ModelConfig, SequenceModel, detach_state
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = ""  # corpus source: PREFIX:NAME, a file, a folder or a glob
+    encoder: str = ""  # registered encoder name (ignored when fine-tuning: the parent's is used)
+    encoder_options: dict = field(default_factory=dict)
+    output: str = ""  # run folder: model.safetensors (best), state.pt (resume), metrics.jsonl
+    valid_corpus: str = ""  # a separate validation corpus instead of a split
+    valid_fraction: float = 0.1
+    model: dict = field(default_factory=dict)  # ModelConfig fields
+    epochs: int = 10
+    max_steps: int = 0  # 0: no limit
+    batch_size: int = 32
+    seq_len: int = 128
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    clip: float = 1.0
+    patience: int = 5  # epochs without validation improvement before stopping; 0 never stops early
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int = 0  # corpus-reading processes; 0: one per core
+    save_every: int = 200  # steps between resume-state writes
+    description: str = ""
+    sampler_defaults: dict = field(default_factory=dict)
+    # fine-tuning
+    parent: str = ""  # checkpoint to start from (its encoder and model config are reused)
+    freeze_embedding: bool = False
+    freeze_layers: int = 0  # freeze the lowest k recurrent layers
+    layer_lr_decay: float = 1.0  # discriminative rates: each group below the head gets lr * decay^depth
+    unfreeze_every: int = 0  # gradual unfreezing: every k epochs one more frozen group (top first) trains
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ComposerError(f"unknown training setting(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ComposerError("--device cuda was asked for, but no CUDA GPU is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ComposerError("--device mps was asked for, but MPS is not available")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise ComposerError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)")
+    return torch.device(name)
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if name not in ("fp32", "bf16", "fp16"):
+        raise ComposerError(f"unknown precision '{name}' (use auto, fp32, bf16 or fp16)")
+    if name == "fp16" and device.type == "cpu":
+        raise ComposerError("fp16 needs a GPU; on the CPU use --precision bf16 or fp32")
+    return name
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up, then cosine decay to ``min_ratio``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def evaluate_nll(model: SequenceModel, sequences: list[list[int]], device: torch.device, precision: str,
+                 batch_size: int = 16, chunk: int = 512) -> tuple[float, int, float]:
+    """Exact NLL over whole pieces (state carried across chunks): (total nats, tokens predicted, accuracy)."""
+    was_training = model.training
+    model.eval()
+    total, count, correct = 0.0, 0, 0
+    for batch, lengths in padded_batches(sequences, batch_size):
+        batch = batch.to(device)
+        mask = torch.arange(batch.shape[1], device=device)[None, :] < lengths.to(device)[:, None]
+        state = None
+        for start in range(0, batch.shape[1] - 1, chunk):
+            x = batch[:, start: start + chunk]
+            y = batch[:, start + 1: start + chunk + 1]
+            m = mask[:, start + 1: start + chunk + 1]
+            x = x[:, : y.shape[1]]
+            with autocast(device, precision):
+                out = model(x, targets=y, state=state, mask=m)
+            state = out.state
+            total += float(out.loss_sum)
+            count += int(out.count)
+            correct += int(((out.output.argmax(-1) == y) & m).sum())
+    model.train(was_training)
+    return total, count, correct / max(1, count)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, registry: Any, log: Any = None):
+        self.config = config
+        self.registry = registry
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.is_main = self.rank == 0
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        if not config.output:
+            raise ComposerError("training needs an output folder (-o/--output)")
+        self.out = Path(config.output)
+
+    def say(self, msg: str) -> None:
+        if self.is_main:
+            self.log(msg)
+
+    # -- setup
+    def _encoder_and_parent(self) -> tuple[Encoder, dict | None, dict | None]:
+        cfg = self.config
+        if cfg.parent:
+            parent = checkpoint.load(Path(cfg.parent))
+            encoder = checkpoint.build_encoder(parent.meta, self.registry)
+            if cfg.encoder and cfg.encoder != encoder.name:
+                raise ComposerError(
+                    f"the parent checkpoint uses encoder '{encoder.name}', not '{cfg.encoder}'"
+                )
+            return encoder, parent.meta, parent.weights
+        if not cfg.encoder:
+            raise ComposerError("choose an encoder with --encoder (see `composer encoders`)")
+        return self.registry.encoder(cfg.encoder)(**cfg.encoder_options), None, None
+
+    def run(self) -> Path:
+        cfg = self.config
+        if self.world > 1:
+            import torch.distributed as dist
+
+            backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
+            dist.init_process_group(backend)
+        device = pick_device(cfg.device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        precision = pick_precision(cfg.precision, device)
+        resume_path = self.out / "state.pt"
+        resume = checkpoint.load_state(resume_path) if getattr(self, "resume", False) else None
+        if resume is not None:
+            saved = TrainConfig.from_dict(json.loads(resume["config"]))
+            cfg = self.config = dataclasses.replace(
+                saved, epochs=cfg.epochs, max_steps=cfg.max_steps, device=cfg.device, precision=cfg.precision,
+                output=cfg.output, workers=cfg.workers,
+            )
+        torch.manual_seed(cfg.seed)
+        encoder, parent_meta, parent_weights = self._encoder_and_parent()
+        if resume is not None:
+            encoder.load_state_dict(json.loads(resume["encoder_state"]))
+        fitted = parent_meta is not None or resume is not None
+        corpus = load_corpus(cfg.corpus, encoder, self.registry.corpora, fitted=fitted,
+                             workers=cfg.workers or None, progress=self.is_main, warn=self._warn)
+        self.say(f"corpus: {corpus.summary()}")
+        valid_names = json.loads(resume["valid_names"]) if resume is not None else None
+        if cfg.valid_corpus:
+            train_seqs = corpus.sequences
+            valid_corpus = load_corpus(cfg.valid_corpus, encoder, self.registry.corpora, fitted=True,
+                                       workers=cfg.workers or None, progress=self.is_main, warn=self._warn)
+            valid_seqs, valid_names = valid_corpus.sequences, [f"@corpus:{cfg.valid_corpus}"]
+        else:
+            train_seqs, valid_seqs, valid_names = split(corpus, cfg.valid_fraction, cfg.seed, valid_names)
+        if not train_seqs:
+            raise ComposerError("the training split is empty; lower --valid-fraction or add data")
+
+        if parent_meta is not None:
+            mcfg = ModelConfig.from_dict(parent_meta["model"])
+        else:
+            mcfg = ModelConfig.from_dict({**cfg.model, **_head_fields(encoder)})
+        model = SequenceModel(mcfg)
+        if parent_weights is not None:
+            model.load_state_dict(parent_weights)
+        model.to(device)
+        groups = model.parameter_groups()
+        frozen = self._frozen_groups(groups)
+        param_groups = []
+        for depth, (name, params) in enumerate(reversed(groups)):
+            scale = cfg.layer_lr_decay ** depth
+            param_groups.append({"params": params, "name": name, "lr": cfg.lr * scale, "scale": scale})
+        optimizer = torch.optim.AdamW(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                      fused=device.type == "cuda")
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+        steps_per_epoch = stream_batches(train_seqs, encoder, cfg.batch_size, cfg.seq_len,
+                                         random.Random(0), False, self.rank, self.world).shape[0]
+        total_steps = cfg.epochs * steps_per_epoch
+        if cfg.max_steps:
+            total_steps = min(total_steps, cfg.max_steps)
+        step, epoch, best, bad_epochs, start_batch = 0, 0, math.inf, 0, 0
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+            optimizer.load_state_dict(resume["optimizer"])
+            scaler.load_state_dict(resume["scaler"])
+            step, epoch, start_batch = int(resume["step"]), int(resume["epoch"]), int(resume["batch"])
+            best, bad_epochs = float(resume["best"]), int(resume["bad_epochs"])
+            torch.set_rng_state(resume["torch_rng"])
+            self.say(f"resuming {self.out} at epoch {epoch + 1}, step {step}")
+        ddp = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ddp = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+            assert isinstance(ddp, DistributedDataParallel)
+
+        n_params = sum(p.numel() for p in model.parameters())
+        self.say(
+            f"model: {mcfg.layers}x{mcfg.hidden_size} {mcfg.cell}, {n_params:,} parameters; device {device}, "
+            f"{precision}; {len(train_seqs)} train / {len(valid_seqs)} valid sequences; "
+            f"{steps_per_epoch} steps per epoch"
+        )
+        meta_base = {
+            "model": mcfg.to_dict(),
+            "encoder": {"name": encoder.name, "modality": encoder.modality, "state": encoder.state_dict()},
+            "description": cfg.description,
+            "sampler_defaults": cfg.sampler_defaults,
+        }
+        ctx = {"model": model, "optimizer": optimizer, "scaler": scaler, "encoder": encoder,
+               "valid_names": valid_names, "corpus": corpus, "meta": meta_base}
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        metrics_path = self.out / "metrics.jsonl"
+        stopped_early = False
+        interrupted = False
+        last_train_loss = math.nan
+        try:
+            while epoch < cfg.epochs and (not cfg.max_steps or step < cfg.max_steps):
+                self._apply_freezing(model, groups, frozen, epoch)
+                windows = stream_batches(train_seqs, encoder, cfg.batch_size, cfg.seq_len,
+                                         random.Random(cfg.seed * 1_000_003 + epoch), cfg.augment,
+                                         self.rank, self.world)
+                model.train()
+                state = None
+                t0, tokens, loss_sum, loss_n = time.time(), 0, 0.0, 0
+                bar = self._bar(epoch, windows.shape[0], start_batch)
+                for b in range(windows.shape[0]):
+                    if b < start_batch:
+                        continue
+                    if cfg.max_steps and step >= cfg.max_steps:
+                        break
+                    batch = windows[b].to(device, non_blocking=True)
+                    x, y = batch[:, :-1], batch[:, 1:]
+                    factor = lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+                    for group in optimizer.param_groups:
+                        group["lr"] = cfg.lr * group["scale"] * factor
+                    with autocast(device, precision):
+                        out = ddp(x, targets=y, state=state)
+                    state = detach_state(out.state)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(out.loss).backward()
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    step += 1
+                    loss = float(out.loss.detach())
+                    if not math.isfinite(loss):
+                        raise ComposerError(f"training diverged at step {step} (loss {loss}); try a lower --lr")
+                    loss_sum, loss_n = loss_sum + loss, loss_n + 1
+                    tokens += x.numel() * self.world
+                    if bar is not None:
+                        rate = tokens / max(1e-9, time.time() - t0)
+                        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
+                        bar.update()
+                    if self.is_main and cfg.save_every and step % cfg.save_every == 0:
+                        self._save_state(ctx, step, epoch, b + 1, best, bad_epochs)
+                if bar is not None:
+                    bar.close()
+                start_batch = 0
+                seconds = time.time() - t0
+                last_train_loss = loss_sum / max(1, loss_n)
+                finished_epoch = not (cfg.max_steps and step >= cfg.max_steps and b < windows.shape[0] - 1)
+                total, count, acc = evaluate_nll(model, valid_seqs, device, precision)
+                valid_loss = total / max(1, count)
+                improved = valid_loss < best - 1e-4
+                if improved:
+                    best, bad_epochs = valid_loss, 0
+                elif finished_epoch:
+                    bad_epochs += 1
+                epoch += 1 if finished_epoch else 0
+                metrics = {"epoch": epoch, "step": step, "train_loss": round(last_train_loss, 5),
+                           "valid_loss": round(valid_loss, 5), "valid_accuracy": round(acc, 4),
+                           "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": round(tokens / max(seconds, 1e-9)),
+                           "seconds": round(seconds, 2)}
+                if self.is_main:
+                    with open(metrics_path, "a") as f:
+                        f.write(json.dumps(metrics) + "\n")
+                    self.say(
+                        f"epoch {epoch}/{cfg.epochs} step {step}: train {last_train_loss:.4f} valid "
+                        f"{valid_loss:.4f} (acc {acc:.3f}){' *' if improved else ''}; "
+                        f"{metrics['tokens_per_s']:,} tokens/s"
+                    )
+                    self.registry.pm.hook.on_epoch_end(metrics=metrics)
+                    if improved:
+                        self._save_model(ctx, step, epoch, best)
+                    self._save_state(ctx, step, epoch, 0, best, bad_epochs)
+                if cfg.patience and bad_epochs >= cfg.patience:
+                    stopped_early = True
+                    self.say(f"stopping early: no validation improvement for {bad_epochs} epochs")
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+            if self.is_main:
+                self._save_state(ctx, step, epoch, b + 1 if "b" in locals() else 0, best, bad_epochs)
+                self.say(f"interrupted at step {step}; state saved, continue with --resume")
+        finally:
+            if self.world > 1:
+                import torch.distributed as dist
+
+                dist.destroy_process_group()
+        if interrupted:
+            raise KeyboardInterrupt
+        model_path = self.out / "model.safetensors"
+        if self.is_main and not model_path.exists():
+            self._save_model(ctx, step, epoch, best)
+        self.result = {"steps": step, "epochs": epoch, "best_valid_loss": best, "train_loss": last_train_loss,
+                       "stopped_early": stopped_early, "model": str(model_path)}
+        return model_path
+
+    def _warn(self, msg: str) -> None:
+        if self.is_main:
+            print(f"warning: {msg}", file=sys.stderr)
+
+    def _bar(self, epoch: int, total: int, initial: int):
+        if not self.is_main:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="step",
+                    file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def _frozen_groups(self, groups: list) -> list[str]:
+        cfg = self.config
+        names = [name for name, _ in groups]
+        frozen = []
+        if cfg.freeze_embedding:
+            frozen.append(names[0])
+        frozen += [n for n in names if n.startswith("layer") and int(n[5:]) < cfg.freeze_layers]
+        return frozen
+
+    def _apply_freezing(self, model: SequenceModel, groups: list, frozen: list[str], epoch: int) -> None:
+        """Frozen groups stay frozen; with gradual unfreezing the topmost frozen group thaws every k epochs."""
+        thawed = epoch // self.config.unfreeze_every if self.config.unfreeze_every else 0
+        still = frozen[: max(0, len(frozen) - thawed)]
+        for name, params in groups:
+            for p in params:
+                p.requires_grad_(name not in still)
+
+    def _provenance(self, ctx: dict, step: int, epoch: int, best: float) -> dict:
+        from composer import __version__
+
+        cfg = self.config
+        corpus: Corpus = ctx["corpus"]
+        return {
+            "corpus": cfg.corpus,
+            "corpus_hash": corpus.digest,
+            "sequences": len(corpus.sequences),
+            "tokens": corpus.tokens,
+            "valid": ctx["valid_names"],
+            "epochs": epoch,
+            "steps": step,
+            "best_valid_loss": best if math.isfinite(best) else None,
+            "project_version": __version__,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "parent": cfg.parent or None,
+            "train_config": dataclasses.asdict(cfg),
+        }
+
+    def _save_model(self, ctx: dict, step: int, epoch: int, best: float) -> None:
+        path = self.out / "model.safetensors"
+        meta = {**ctx["meta"], "provenance": self._provenance(ctx, step, epoch, best)}
+        checkpoint.save(path, ctx["model"].state_dict(), meta)
+        self.registry.pm.hook.on_checkpoint_saved(path=path, metadata=meta)
+
+    def _save_state(self, ctx: dict, step: int, epoch: int, batch: int, best: float, bad_epochs: int) -> None:
+        checkpoint.save_state(self.out / "state.pt", {
+            "model": ctx["model"].state_dict(),
+            "optimizer": ctx["optimizer"].state_dict(),
+            "scaler": ctx["scaler"].state_dict(),
+            "step": step, "epoch": epoch, "batch": batch, "best": best, "bad_epochs": bad_epochs,
+            "torch_rng": torch.get_rng_state(),
+            "config": json.dumps(dataclasses.asdict(self.config)),
+            "encoder_state": json.dumps(ctx["encoder"].state_dict()),
+            "valid_names": json.dumps(ctx["valid_names"]),
+        })
+
+
+def _head_fields(encoder: Encoder) -> dict:
+    spec = encoder.head.spec()
+    fields: dict[str, Any] = {"head": spec}
+    if encoder.input_dim:
+        fields.update(input="features", input_dim=encoder.input_dim)
+    else:
+        fields.update(input="tokens", vocab_size=spec["vocab_size"])
+    return fields
+
+
+def train(config: TrainConfig, registry: Any, resume: bool = False) -> Trainer:
+    trainer = Trainer(config, registry)
+    trainer.resume = resume
+    trainer.run()
+    return trainer

@@ -1,0 +1,54 @@
+from conftest import run_cli
+
+from composer import __version__
+
+
+def test_version():
+    result = run_cli(["--version"])
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_unknown_style_is_one_line_and_nonzero():
+    result = run_cli(["sample", "--style", "no-such-style"])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: unknown style 'no-such-style'")
+
+
+def test_listings_run(toy):
+    for command, expected in [("plugins", "composer_samplers"), ("samplers", "top-p"), ("encoders", "toy"),
+                              ("styles", "")]:
+        result = run_cli([command], env=toy)
+        assert result.returncode == 0, result.stderr
+        assert expected in result.stdout
+
+
+def test_missing_checkpoint_and_bad_corpus_are_one_line_errors(toy, tmp_path):
+    cases = [
+        ["info", str(tmp_path / "none.safetensors")],
+        ["sample", "--checkpoint", str(tmp_path / "none.safetensors")],
+        ["train", "--encoder", "toy", "--corpus", str(tmp_path / "missing"), "-o", str(tmp_path / "o")],
+        ["train", "--encoder", "nope", "--corpus", str(tmp_path), "-o", str(tmp_path / "o")],
+        ["train", "--encoder", "toy", "--corpus", str(tmp_path), "-o", str(tmp_path / "o")],
+        ["train", "--encoder", "toy", "--corpus", str(tmp_path), "-O", "colour", "red"],
+    ]
+    for args in cases:
+        result = run_cli(args, env=toy)
+        assert result.returncode != 0, args
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback():
+    result = run_cli(["--debug", "sample", "--style", "no-such-style"])
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_info_describes_a_trained_checkpoint(toy, toy_corpus, tmp_path):
+    run = run_cli(["train", "--encoder", "toy", "--corpus", str(toy_corpus), "-o", str(tmp_path / "r"), "--epochs",
+                   "1", "--layers", "1", "--hidden-size", "16", "--workers", "1", "--batch-size", "4"], env=toy)
+    assert run.returncode == 0, run.stderr
+    result = run_cli(["info", str(tmp_path / "r" / "model.safetensors")], env=toy)
+    assert result.returncode == 0, result.stderr
+    assert "encoder      toy (toy)" in result.stdout and "1x16 lstm" in result.stdout
+    assert str(toy_corpus) in result.stdout

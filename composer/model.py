@@ -257,15 +257,17 @@ class RecurrentLayer(nn.Module):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, layer_norm: bool, residual: bool):
         super().__init__()
-        rnn_class = {"lstm": nn.LSTM, "gru": nn.GRU}.get(cell)
-        self.rnn = PeepholeLSTM(input_size, hidden_size) if rnn_class is None else rnn_class(
-            input_size, hidden_size, batch_first=True)
+        if cell == "peephole":
+            self.rnn: nn.Module = PeepholeLSTM(input_size, hidden_size)
+        else:
+            self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(input_size, hidden_size, batch_first=True)
         self.norm = nn.LayerNorm(hidden_size) if layer_norm else nn.Identity()
         self.residual = residual
 
     def forward(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
-        # The recurrence runs in the weights' dtype even under CPU autocast: oneDNN's bf16 LSTM fails
-        # on many CPUs and crawls (~20x slower) on the rest. (This leaves CUDA autocast alone.)
+        # The recurrence runs in the weights' dtype even under CPU autocast, which would hand nn.LSTM
+        # bf16 tensors: oneDNN rejects them on CPUs without native bf16, and the fallback is ~20x slower
+        # than float32. CUDA autocast is left alone (cuDNN runs fp16/bf16 LSTMs well).
         with torch.autocast("cpu", enabled=False):
             inp = x.to(next(self.rnn.parameters()).dtype)
             hx = tuple(s[None] for s in state)  # [1, B, hidden]: torch's (num_layers, batch, hidden)
@@ -313,6 +315,8 @@ class WindowAttention(nn.Module):
 
 
 class SequenceModel(nn.Module):
+    """Input adapter (+ conditioning) -> stacked recurrent layers -> optional window attention -> head."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         config.validate()

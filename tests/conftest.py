@@ -9,6 +9,18 @@ from composer import plugins
 TOY = Path(__file__).parent / "toy_plugin"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads; on a busy 2-core machine spinning OpenMP threads
+    make tests many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path_factory, monkeypatch):
     """No installed third-party plugin loads by accident; user data and caches go to a temp folder."""

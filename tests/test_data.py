@@ -1,0 +1,81 @@
+import random
+
+import pytest
+
+from composer import ComposerError, plugins
+from composer.data import load_corpus, resolve, split, stream_batches
+
+
+def toy_encoder():
+    return plugins.get_registry().encoder("toy")()
+
+
+def test_folder_glob_and_named_sources_resolve(toy, toy_corpus):
+    corpora = plugins.get_registry().corpora
+    assert len(resolve(str(toy_corpus), "toy", corpora)) == 12
+    assert len(resolve(str(toy_corpus / "1*.toy"), "toy", corpora)) == 3
+    assert [ref for _, ref in resolve("toy:patterns", "toy", corpora)][0] == "toy:patterns/0"
+    (toy_corpus.parent / "nothing").mkdir()
+    with pytest.raises(ComposerError, match="no toy files"):
+        resolve(str(toy_corpus.parent / "nothing"), "toy", corpora)
+    with pytest.raises(ComposerError, match="corpus not found"):
+        resolve("/no/such/place", "toy", corpora)
+
+
+def test_bad_files_are_skipped_warned_and_counted(toy, toy_corpus):
+    (toy_corpus / "empty.toy").write_text("")
+    (toy_corpus / "binary.toy").write_bytes(b"\xff\xfe\x00garbage")
+    warnings = []
+    corpus = load_corpus(str(toy_corpus), toy_encoder(), plugins.get_registry().corpora, workers=2,
+                         warn=warnings.append, progress=False)
+    assert len(corpus.skipped) == 2 and len(warnings) == 2
+    assert any("empty.toy" in w and "empty toy file" in w for w in warnings)
+    assert any("binary.toy" in w for w in warnings)
+    assert len(corpus.sequences) == sum(1 + i % 3 for i in range(12))
+    assert "skipped 2 unusable file(s)" in corpus.summary()
+
+
+def test_nothing_usable_is_a_clear_error(toy, tmp_path):
+    (tmp_path / "a.toy").write_text("")
+    with pytest.raises(ComposerError, match="nothing usable in corpus"):
+        load_corpus(str(tmp_path), toy_encoder(), plugins.get_registry().corpora, warn=lambda m: None)
+
+
+def test_second_load_comes_from_the_cache_with_the_same_result(toy, toy_corpus):
+    corpora = plugins.get_registry().corpora
+    first = load_corpus(str(toy_corpus), toy_encoder(), corpora, progress=False)
+    encoder = toy_encoder()
+    second = load_corpus(str(toy_corpus), encoder, corpora, progress=False)
+    assert not first.cached and second.cached
+    assert second.sequences == first.sequences and second.names == first.names
+    assert encoder.chars  # the fitted vocabulary comes back with the cache
+    (toy_corpus / "new.toy").write_text("zzz")
+    third = load_corpus(str(toy_corpus), toy_encoder(), corpora, progress=False)
+    assert not third.cached and len(third.sequences) == len(first.sequences) + 1
+
+
+def test_split_is_by_piece_seeded_and_reusable(toy, toy_corpus):
+    corpus = load_corpus(str(toy_corpus), toy_encoder(), plugins.get_registry().corpora, progress=False)
+    train, valid, names = split(corpus, 0.2, seed=1)
+    assert len(valid) == round(len(corpus.sequences) * 0.2) and len(train) + len(valid) == len(corpus.sequences)
+    again_train, again_valid, _ = split(corpus, 0.5, seed=9, valid_names=names)
+    assert again_valid == valid and again_train == train
+
+
+def test_small_corpus_validates_on_the_tail_of_each_piece(toy, tmp_path):
+    (tmp_path / "one.toy").write_text("abcabcabcabcabcabcabcabcabcabc")
+    corpus = load_corpus(str(tmp_path), toy_encoder(), plugins.get_registry().corpora, progress=False)
+    train, valid, names = split(corpus, 0.1, seed=0)
+    assert names == ["@tail:0.1"] and len(train[0]) == 28 and valid[0][0] == train[0][-1]
+    assert split(corpus, 0.5, seed=3, valid_names=names)[1] == valid
+
+
+def test_stream_batches_cover_rows_and_shift_by_one(toy):
+    seqs = [list(range(100)), list(range(100, 180))]
+    enc = toy_encoder()
+    windows = stream_batches(seqs, enc, batch_size=3, seq_len=10, rng=random.Random(0), augment=False)
+    assert windows.shape == (5, 3, 11)
+    for row in range(3):  # consecutive windows continue the same stream (state carries across them)
+        assert windows[0, row, -1] == windows[1, row, 0]
+    shard = stream_batches(seqs, enc, batch_size=3, seq_len=10, rng=random.Random(0), augment=False, rank=1, world=2)
+    assert shard.shape[1] == 3

@@ -16,7 +16,7 @@ from typing import Any
 
 import pluggy
 
-from composer import hookspecs
+from composer import hookspecs, model
 from composer.api import ComposerError, CorpusSource, Encoder, Sampler, Style, Writer
 
 # Built-in plugins: written exactly as third-party ones, loaded first and always.
@@ -100,6 +100,8 @@ def _register_all(reg: Registry, info: PluginInfo, plugin: Any) -> None:
             else:
                 key, value = _key(kind, obj), obj
             table = getattr(reg, kind)
+            if kind == "heads" and key in model.HEADS and model.HEADS[key] is not value and key not in table:
+                raise ComposerError(f"head '{key}' from plugin '{info.name}' clashes with the built-in one")
             if key in table:
                 shown = "/".join(key) if isinstance(key, tuple) else key
                 raise ComposerError(
@@ -126,6 +128,8 @@ def _register_all(reg: Registry, info: PluginInfo, plugin: Any) -> None:
             traceback.print_exc()
         return
     for kind, key in added:
+        if kind == "heads":
+            model.HEADS[key] = reg.heads[key]
         info.provides.setdefault(kind, []).append("/".join(key) if isinstance(key, tuple) else key)
 
 
@@ -181,10 +185,6 @@ def load() -> Registry:
         if not info.error:
             pm.register(plugin, name=info.name)
     _add_user_styles(reg)
-    from composer import model
-
-    for name, factory in reg.heads.items():
-        model.register_head(name, factory)
     return reg
 
 

@@ -1,4 +1,5 @@
 import pytest
+import torch
 from conftest import install_plugin, run_cli
 
 from composer import ComposerError, plugins
@@ -95,3 +96,32 @@ def test_every_hookspec_is_documented_and_called_with_keywords():
     assert specs
     for spec in specs:
         assert spec.__doc__, spec.__name__
+
+
+def test_plugin_heads_join_the_model_and_builtin_heads_are_protected(tmp_path, monkeypatch):
+    code = (
+        "from composer import hookimpl\n"
+        "from composer.model import CategoricalHead\n"
+        "def factory(hidden, spec):\n"
+        "    return CategoricalHead(hidden, spec['vocab_size'])\n"
+        "@hookimpl\n"
+        "def register_heads(register):\n"
+        "    register('plain', factory)\n"
+    )
+    clash = code.replace("'plain'", "'mdn'")
+    install_plugin(tmp_path / "h", "composer-heads", "composer_heads", code=code)
+    install_plugin(tmp_path / "c", "composer-clash", "composer_clash", code=clash)
+    monkeypatch.syspath_prepend(str(tmp_path / "h"))
+    monkeypatch.syspath_prepend(str(tmp_path / "c"))
+    monkeypatch.setenv("COMPOSER_LOAD_PLUGINS", "composer-heads,composer-clash")
+    plugins.reset()
+    reg = plugins.get_registry()
+    from composer.model import HEADS, ModelConfig, SequenceModel
+
+    assert "clashes with the built-in one" in reg.plugins["composer-clash"].error
+    model = SequenceModel(ModelConfig(vocab_size=5, hidden_size=8, embedding_size=4, layers=1,
+                                      head={"type": "plain"}))
+    assert model(torch.zeros(1, 3, dtype=torch.long)).output.shape == (1, 3, 5)
+    plugins.reset()
+    plugins.get_registry()  # loading again keeps working
+    assert "plain" in HEADS

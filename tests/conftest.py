@@ -8,6 +8,10 @@ from composer import plugins
 
 TOY = Path(__file__).parent / "toy_plugin"
 
+# Subprocesses (CLI tests) use one thread too: tiny models gain nothing from more, and on a shared
+# 2-core machine spinning OpenMP threads slow everything down.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():

@@ -147,6 +147,11 @@ class Encoder:
         """A few words about a decoded item for the command's summary line."""
         return ""
 
+    def statistics(self, items: list[Any], reference: list[Any] | None = None) -> dict[str, float]:
+        """Descriptive statistics of decoded items (``composer evaluate`` shows them for generated pieces
+        beside the corpus's own); with ``reference`` also distances to the reference items. Default: none."""
+        return {}
+
     def example_items(self) -> list[Any]:
         """A few small items, for the automatic contract tests and smoke checks."""
         return []

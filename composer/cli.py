@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 import time
@@ -412,6 +413,89 @@ def sample(style, checkpoint, n, seed, temperature, sampler, top_k, top_p, outpu
         click.echo(f"  {line}")
     files = len(lines) * len(writers)
     click.echo(f"wrote {files} file(s) to {output_dir} in {time.time() - start:.1f} s (seed {seed})")
+
+
+def held_out(session: Session, corpus_source: str | None, workers: int | None) -> tuple[list, str, Any]:
+    """The sequences to score: the recorded held-out split when the corpus is the training corpus."""
+    from composer.data import load_corpus, split
+
+    prov = session.meta.get("provenance") or {}
+    source = corpus_source or prov.get("corpus")
+    if not source:
+        raise ComposerError("this checkpoint records no training corpus; give --corpus")
+    valid = prov.get("valid") or []
+    if source == prov.get("corpus") and valid and valid[0].startswith("@corpus:"):
+        source, valid = valid[0].split(":", 1)[1], []
+    corpus = load_corpus(source, session.encoder, session.registry.corpora, fitted=True, workers=workers)
+    if source == prov.get("corpus") and valid:
+        _, sequences, _ = split(corpus, 0.1, 0, valid_names=valid)
+        return sequences, f"{source}, the held-out split recorded in the checkpoint", corpus
+    return corpus.sequences, f"{source}, all of it", corpus
+
+
+@cli.command()
+@click.option("--style", help="A style name.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint file instead of a style.")
+@click.option("--corpus", help="Score this corpus (default: the training corpus's recorded held-out split).")
+@click.option("--samples", type=int, default=16, show_default=True,
+              help="Pieces to generate for the statistics beside the corpus's own (0: none).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the generated pieces.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--workers", type=int, help="Corpus-reading processes.")
+@option_device
+def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, device) -> None:
+    """Score a model on held-out data and compare generated pieces with the corpus.
+
+    \b
+    NLL per token and per time step (all tokens' NLL over the number of time steps), bits per token,
+    token accuracy; then statistics of --samples generated pieces beside the corpus's own.
+
+    \b
+    composer evaluate --style bach --corpus music21:bach
+    """
+    from composer.generate import generate
+    from composer.train import evaluate_nll
+
+    session = Session(style, checkpoint, device)
+    encoder = session.encoder
+    sequences, which, _ = held_out(session, corpus, workers)
+    total, count, accuracy = evaluate_nll(session.model, sequences, session.device, "fp32")
+    steps = sum(encoder.steps(seq) for seq in sequences)
+    results: dict[str, Any] = {
+        "data": which, "sequences": len(sequences), "tokens": count, "steps": steps,
+        "nll_per_token": total / max(1, count), "bits_per_token": total / max(1, count) / math.log(2),
+        "nll_per_step": total / max(1, steps), "token_accuracy": accuracy,
+    }
+    if samples > 0:
+        chosen, opts = session.sampler(None, None, None, None)
+        plan = encoder.generation_plan(length=session.defaults.get("length"))
+        generated = generate(session.model, encoder, chosen, n=samples, max_tokens=plan.max_tokens,
+                             constraint=plan.constraint, seed=seed, device=session.device, sampler_options=opts)
+        reference = [encoder.decode(seq) for seq in sequences]
+        items = [encoder.decode(seq) for seq in generated]
+        results["statistics"] = {"corpus": encoder.statistics(reference), "generated": encoder.statistics(items,
+                                                                                                         reference)}
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    click.echo(f"data           {which}: {len(sequences)} sequences, {count:,} tokens, {steps:,} steps")
+    click.echo(f"NLL per token  {results['nll_per_token']:.4f} nats ({results['bits_per_token']:.4f} bits)")
+    click.echo(f"NLL per step   {results['nll_per_step']:.4f} nats (steps as {encoder.name} counts them)")
+    click.echo(f"token accuracy {accuracy:.4f}")
+    stats = results.get("statistics")
+    if stats and (stats["corpus"] or stats["generated"]):
+        names = list(dict.fromkeys([*stats["corpus"], *stats["generated"]]))
+        width = max(len(n) for n in names)
+        click.echo(f"\n{'statistic':{width}}  {'corpus':>10}  {f'generated ({samples})':>16}")
+        for name in names:
+            a, b = stats["corpus"].get(name), stats["generated"].get(name)
+            click.echo(f"{name:{width}}  {_fmt(a):>10}  {_fmt(b):>16}")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def main() -> None:

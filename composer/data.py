@@ -132,8 +132,10 @@ def load_corpus(
     items are fitted into its vocabulary with counted changes instead of building a vocabulary."""
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     pairs = resolve(source, encoder.modality, corpora)
-    state = json.dumps(encoder.state_dict(), sort_keys=True) if (fitted or not encoder.needs_fit) else ""
-    key_text = json.dumps([CACHE_VERSION, encoder.name, state, fitted, _fingerprint(pairs)], sort_keys=True)
+    # an encoder with a vocabulary fixed by its options always fits items into it with counted changes
+    checked = fitted or not encoder.needs_fit
+    state = json.dumps(encoder.state_dict(), sort_keys=True) if checked else ""
+    key_text = json.dumps([CACHE_VERSION, encoder.name, state, checked, _fingerprint(pairs)], sort_keys=True)
     key = hashlib.sha256(key_text.encode()).hexdigest()[:24]
     cache = _cache_path(key)
     if use_cache and cache.is_file():
@@ -150,7 +152,7 @@ def load_corpus(
             except Exception:
                 continue  # reported below, when it fails again during encoding
         encoder.fit(items)
-    results = _run(encoder, pairs, fitted, workers, progress)
+    results = _run(encoder, pairs, checked, workers, progress)
     corpus = Corpus(source, [], [])
     for ref, encoded, error in results:
         if error:
@@ -169,7 +171,7 @@ def load_corpus(
     return corpus
 
 
-def _run(encoder: Encoder, pairs: list, fitted: bool, workers: int | None, progress: bool) -> list:
+def _run(encoder: Encoder, pairs: list, checked: bool, workers: int | None, progress: bool) -> list:
     from tqdm import tqdm
 
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
@@ -178,14 +180,14 @@ def _run(encoder: Encoder, pairs: list, fitted: bool, workers: int | None, progr
     results = []
     if workers <= 1 or len(pairs) < 8:
         for src, ref in pairs:
-            results.append(_load_and_encode(encoder, src, ref, fitted))
+            results.append(_load_and_encode(encoder, src, ref, checked))
             bar.update()
     else:
         import multiprocessing as mp
 
         method = "fork" if sys.platform.startswith("linux") else None
         with ProcessPoolExecutor(workers, mp_context=mp.get_context(method)) as pool:
-            futures = [pool.submit(_load_and_encode, encoder, src, ref, fitted) for src, ref in pairs]
+            futures = [pool.submit(_load_and_encode, encoder, src, ref, checked) for src, ref in pairs]
             for fut in futures:
                 results.append(fut.result())
                 bar.update()

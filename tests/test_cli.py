@@ -52,3 +52,23 @@ def test_info_describes_a_trained_checkpoint(toy, toy_corpus, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "encoder      toy (toy)" in result.stdout and "1x16 lstm" in result.stdout
     assert str(toy_corpus) in result.stdout
+
+
+def test_evaluate_scores_the_recorded_held_out_split(toy, toy_corpus, tmp_path):
+    import json
+
+    run = run_cli(["train", "--encoder", "toy", "--corpus", str(toy_corpus), "-o", str(tmp_path / "r"), "--epochs",
+                   "2", "--layers", "1", "--hidden-size", "16", "--workers", "1", "--batch-size", "4"], env=toy)
+    assert run.returncode == 0, run.stderr
+    ckpt = str(tmp_path / "r" / "model.safetensors")
+    result = run_cli(["evaluate", "--checkpoint", ckpt, "--json", "--samples", "2"], env=toy)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    best = min(json.loads(line)["valid_loss"] for line in lines)
+    assert "held-out split" in scores["data"]
+    assert abs(scores["nll_per_token"] - best) < 1e-3  # the kept model is the best one, scored the same way
+    assert abs(scores["nll_per_step"] - scores["nll_per_token"] * scores["tokens"] / scores["steps"]) < 1e-9
+    other = run_cli(["evaluate", "--checkpoint", ckpt, "--corpus", "toy:patterns", "--samples", "0"], env=toy)
+    assert other.returncode == 0, other.stderr
+    assert "toy:patterns, all of it: 4 sequences" in other.stdout

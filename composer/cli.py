@@ -343,7 +343,7 @@ class Session:
             raise ComposerError("none of the requested formats can be written here")
         return writers
 
-    def write(self, sequences: list[list[int]], writers: list, output_dir: str, seed: int) -> list[str]:
+    def write(self, sequences: list[list[int]], writers: list, output_dir: str, stem: str) -> list[str]:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         lines = []
@@ -351,7 +351,7 @@ class Session:
             item = self.encoder.decode(seq)
             names = []
             for writer in writers:
-                path = out / f"{self.name}-{seed}-{i}{writer.suffix}"
+                path = out / f"{stem}-{i}{writer.suffix}"
                 writer.write(item, path)
                 names.append(path.name)
             summary = self.encoder.summarize(item)
@@ -373,11 +373,34 @@ def read_primer(encoder, registry_, path: str) -> list[int]:
     return encoder.primer(items[0])
 
 
+def generate_and_write(session: Session, plan: Any, *, n: int, seed: int | None, sampler: str | None,
+                       temperature: float | None, top_k: int | None, top_p: float | None, formats: str | None,
+                       output_dir: str, primer: list[int], stem: str) -> None:
+    """The shared end of `sample` and `harmonize`: generate ``n`` pieces in one batch, write, summarise."""
+    from composer.generate import generate
+
+    start = time.time()
+    if n < 1:
+        raise ComposerError("-n must be at least 1")
+    chosen, sampler_opts = session.sampler(sampler, temperature, top_k, top_p)
+    writers = session.writers(formats)
+    seed = seed if seed is not None else random.SystemRandom().randrange(10_000)
+    sequences = generate(
+        session.model, session.encoder, chosen, n=n, max_tokens=plan.max_tokens, primer=primer,
+        constraint=plan.constraint, seed=seed, device=session.device, sampler_options=sampler_opts,
+    )
+    lines = session.write(sequences, writers, output_dir, f"{stem}-{seed}")
+    for line in lines:
+        click.echo(f"  {line}")
+    files = len(lines) * len(writers)
+    click.echo(f"wrote {files} file(s) to {output_dir} in {time.time() - start:.1f} s (seed {seed})")
+
+
 @cli.command()
 @sample_options
 @click.option("--length", type=float, help="Length in the encoder's unit (bars for music, characters for text).")
 @click.option("--primer", type=click.Path(exists=True, dir_okay=False), help="Start from this file (e.g. a MIDI).")
-@click.option("--prime", "prime_text", help="Start from this text (text models).")
+@click.option("--prime", "prime_text", help="Start from this text (text models); \\n stands for a newline.")
 def sample(style, checkpoint, n, seed, temperature, sampler, top_k, top_p, output_dir, formats, device, options,
            length, primer, prime_text) -> None:
     """Generate new pieces from a style or a checkpoint.
@@ -387,32 +410,44 @@ def sample(style, checkpoint, n, seed, temperature, sampler, top_k, top_p, outpu
     composer sample --style bach -n 8 --seed 1 --format mid,musicxml -o out/
     composer sample --checkpoint runs/mine/model.safetensors --temperature 0.9
     """
-    from composer.generate import generate
-
-    start = time.time()
-    if n < 1:
-        raise ComposerError("-n must be at least 1")
     session = Session(style, checkpoint, device)
-    chosen, sampler_opts = session.sampler(sampler, temperature, top_k, top_p)
-    writers = session.writers(formats)
-    seed = seed if seed is not None else random.SystemRandom().randrange(10_000)
-    if length is None:
-        length = session.defaults.get("length")
     primer_tokens: list[int] = []
     if primer:
         primer_tokens = read_primer(session.encoder, session.registry, primer)
     elif prime_text is not None:
         primer_tokens = session.encoder.primer(prime_text.replace("\\n", "\n"))
+    if length is None:
+        length = session.defaults.get("length")
     plan = session.encoder.generation_plan(length=length, **plugin_options(options))
-    sequences = generate(
-        session.model, session.encoder, chosen, n=n, max_tokens=plan.max_tokens, primer=primer_tokens,
-        constraint=plan.constraint, seed=seed, device=session.device, sampler_options=sampler_opts,
-    )
-    lines = session.write(sequences, writers, output_dir, seed)
-    for line in lines:
-        click.echo(f"  {line}")
-    files = len(lines) * len(writers)
-    click.echo(f"wrote {files} file(s) to {output_dir} in {time.time() - start:.1f} s (seed {seed})")
+    generate_and_write(session, plan, n=n, seed=seed, sampler=sampler, temperature=temperature, top_k=top_k,
+                       top_p=top_p, formats=formats, output_dir=output_dir, primer=primer_tokens, stem=session.name)
+
+
+@cli.command()
+@click.argument("melody_file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--melody", "melody_text",
+              help='The melody as MIDI pitches with optional lengths in quarter notes, e.g. "67 67 69:2 r 71:0.5" '
+                   "(r: a rest; default length 1).")
+@sample_options
+def harmonize(melody_file, melody_text, style, checkpoint, n, seed, temperature, sampler, top_k, top_p, output_dir,
+              formats, device, options) -> None:
+    """Keep a melody as the top voice and write the voices beneath it.
+
+    MELODY_FILE is a MIDI or MusicXML file (its top line is the melody), or give --melody.
+
+    \b
+    composer harmonize tune.mid --style bach
+    composer harmonize --melody "67 67 69 71 72:2 71:2" --style bach -n 4 --seed 1
+    """
+    if bool(melody_file) == bool(melody_text):
+        raise ComposerError("give a melody: a file argument or --melody, not both")
+    session = Session(style, checkpoint, device)
+    melody = Path(melody_file) if melody_file else melody_text
+    plan = session.encoder.generation_plan(melody=melody, **plugin_options(options))
+    if plan.constraint is None:
+        raise ComposerError(f"the {session.encoder.name} encoder cannot harmonize a melody")
+    generate_and_write(session, plan, n=n, seed=seed, sampler=sampler, temperature=temperature, top_k=top_k,
+                       top_p=top_p, formats=formats, output_dir=output_dir, primer=[], stem=f"{session.name}-harmony")
 
 
 def held_out(session: Session, corpus_source: str | None, workers: int | None) -> tuple[list, str, Any]:

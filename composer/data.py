@@ -74,6 +74,9 @@ def resolve(source: str, modality: str, corpora: dict[str, CorpusSource]) -> lis
         raise ComposerError(f"corpus not found: '{source}' is no file, folder or glob (named corpora: {known})")
     pairs = [(readers[p.suffix.lower()], str(p)) for p in files if p.suffix.lower() in readers]
     if not pairs:
+        others = sorted({src.modality for src in corpora.values() for p in files if p.suffix.lower() in src.suffixes})
+        if others:
+            raise ComposerError(f"'{source}' holds {' and '.join(others)} files, but this model reads {modality}")
         suffixes = " ".join(sorted(readers)) or "none"
         raise ComposerError(f"no {modality} files in '{source}' (looked for {suffixes})")
     return pairs

@@ -53,6 +53,7 @@ class TrainConfig:
     sampler_defaults: dict = field(default_factory=dict)
     # fine-tuning
     parent: str = ""  # checkpoint to start from (its encoder and model config are reused)
+    parent_name: str = ""  # the style name the parent was given by, for provenance
     freeze_embedding: bool = False
     freeze_layers: int = 0  # freeze the lowest k recurrent layers
     layer_lr_decay: float = 1.0  # discriminative rates: each group below the head gets lr * decay^depth
@@ -407,7 +408,7 @@ class Trainer:
             "best_valid_loss": best if math.isfinite(best) else None,
             "project_version": __version__,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "parent": cfg.parent or None,
+            "parent": cfg.parent_name or cfg.parent or None,
             "train_config": dataclasses.asdict(cfg),
         }
 

@@ -1,0 +1,220 @@
+"""Quantized polyphony in the manner of Magenta's Polyphony RNN, with voices and harmonization."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pretty_midi
+
+from composer import Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
+from composer_midi.constraints import PolyphonyConstraint, bar_window
+from composer_midi.corpora import read_file
+from composer_midi.examples import example_pieces
+from composer_midi.notes import Note, describe, fit_range, new_midi, quantize, skyline, to_seconds
+from composer_midi.voices import assign_voices
+
+START, END, STEP_END, FIRST_NOTE = 0, 1, 2, 3
+VOICE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
+PIANO = 0
+TOKENS_PER_STEP = 6  # token budget per step when generating freely (chorales use about five)
+
+
+class PolyphonyEncoder(Encoder):
+    """Each time step lists the notes sounding in it, highest first, as NEW_NOTE(pitch) (struck here) or
+    CONTINUED_NOTE(pitch) (held from the step before), then STEP_END. Sequences run START ... END.
+
+    Token ids: 0 START, 1 END, 2 STEP_END, 3.. NEW_NOTE(min_pitch..max_pitch), then
+    CONTINUED_NOTE(min_pitch..max_pitch). ``steps`` counts STEP_END tokens; ``--length`` is in 4/4 bars.
+    Decoding writes one track per voice (Soprano, Alto, Tenor, Bass for four) where no step holds more
+    notes than ``voices``, else a single piano track."""
+
+    name = "polyphony"
+    modality = "midi"
+    description = "quantized polyphony (Polyphony RNN): notes per 16th step, highest first; SATB voices"
+
+    @dataclass
+    class Options:
+        steps_per_quarter: int = 4  # grid resolution: 4 = sixteenth notes
+        min_pitch: int = 21  # lowest MIDI pitch in the vocabulary (A0)
+        max_pitch: int = 108  # highest MIDI pitch in the vocabulary (C8)
+        transpose: int = 6  # training augmentation: shift by up to this many semitones either way
+        tempo: float = 90.0  # quarter notes per minute of decoded pieces
+        voices: int = 4  # decode into this many voice tracks where possible (0: always one piano track)
+        program: int = 52  # General MIDI program of the voice tracks (52: Choir Aahs)
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        opts = self.options
+        if not 0 <= opts.min_pitch < opts.max_pitch <= 127:
+            raise ComposerError(
+                f"polyphony: need 0 <= min_pitch < max_pitch <= 127, got {opts.min_pitch}, {opts.max_pitch}"
+            )
+        if opts.steps_per_quarter < 1 or opts.tempo <= 0 or opts.voices < 0 or opts.transpose < 0:
+            raise ComposerError(
+                "polyphony: steps_per_quarter and tempo must be positive, voices and transpose not negative"
+            )
+        self.pitches = opts.max_pitch - opts.min_pitch + 1
+        self.bos, self.eos = START, END
+        self.bar_steps = 4 * opts.steps_per_quarter
+
+    @property
+    def head(self) -> Categorical:
+        return Categorical(FIRST_NOTE + 2 * self.pitches)
+
+    # -- tokens
+    def new_note(self, pitch: int) -> int:
+        return FIRST_NOTE + pitch - self.options.min_pitch
+
+    def continued_note(self, pitch: int) -> int:
+        return FIRST_NOTE + self.pitches + pitch - self.options.min_pitch
+
+    def tokens(self, notes: Sequence[Note]) -> list[int]:
+        """START, the steps of non-overlapping (per pitch) grid notes, END."""
+        length = max((n.end for n in notes), default=0)
+        steps: list[list[tuple[int, bool]]] = [[] for _ in range(length)]
+        for note in notes:
+            steps[note.start].append((note.pitch, True))
+            for step in range(note.start + 1, note.end):
+                steps[step].append((note.pitch, False))
+        seq = [START]
+        for sounding in steps:
+            for pitch, struck in sorted(sounding, reverse=True):
+                seq.append(self.new_note(pitch) if struck else self.continued_note(pitch))
+            seq.append(STEP_END)
+        seq.append(END)
+        return seq
+
+    def notes(self, seq: Sequence[int]) -> list[Note]:
+        """Grid notes of a token sequence. Notes missing from a step end there; CONTINUED_NOTE of a pitch
+        that is not held strikes it; tokens after the last STEP_END (an unfinished step) are ignored."""
+        held: dict[int, int] = {}  # pitch -> start step
+        notes: list[Note] = []
+        step, current = 0, []
+        for token in seq:
+            if token == END:
+                break
+            if token >= FIRST_NOTE:
+                current.append(token)
+            elif token == STEP_END:
+                mentioned = {self._pitch(t) for t in current}
+                for pitch in [p for p in held if p not in mentioned]:
+                    notes.append(Note(pitch, held.pop(pitch), step))
+                for note_token in current:
+                    pitch = self._pitch(note_token)
+                    struck = note_token < FIRST_NOTE + self.pitches
+                    if pitch in held and struck and held[pitch] < step:
+                        notes.append(Note(pitch, held.pop(pitch), step))
+                    held.setdefault(pitch, step)
+                step, current = step + 1, []
+        notes.extend(Note(pitch, start, step) for pitch, start in held.items())
+        return sorted(notes, key=lambda n: (n.start, -n.pitch))
+
+    def _pitch(self, token: int) -> int:
+        return self.options.min_pitch + (token - FIRST_NOTE) % self.pitches
+
+    # -- encoder interface
+    def encode(self, item: pretty_midi.PrettyMIDI) -> list[int]:
+        return self.encode_checked(item)[0]
+
+    def encode_checked(self, item: pretty_midi.PrettyMIDI) -> tuple[list[int], EncodeReport]:
+        """Transposes a piece by octaves into the pitch range where it fits, else drops the notes outside."""
+        notes, report = fit_range(
+            quantize(item, self.options.steps_per_quarter), self.options.min_pitch, self.options.max_pitch
+        )
+        return self.tokens(notes), report
+
+    def decode(self, seq: Sequence[int]) -> pretty_midi.PrettyMIDI:
+        opts = self.options
+        notes = self.notes(seq)
+        pm = new_midi(opts.tempo)
+        seconds_per_step = 60.0 / (opts.tempo * opts.steps_per_quarter)
+        voice_of = assign_voices(notes, opts.voices) if opts.voices else None
+        if voice_of is None:
+            pm.instruments.append(to_seconds(notes, seconds_per_step, PIANO, "Piano"))
+            return pm
+        names = VOICE_NAMES if opts.voices == len(VOICE_NAMES) else [f"Voice {v + 1}" for v in range(opts.voices)]
+        for voice, name in enumerate(names):
+            part = [n for n, v in zip(notes, voice_of, strict=True) if v == voice]
+            if part:
+                pm.instruments.append(to_seconds(part, seconds_per_step, opts.program, name))
+        return pm
+
+    def steps(self, seq: Sequence[int]) -> int:
+        return sum(1 for token in seq if token == STEP_END)
+
+    def augment(self, seq: list[int], rng: random.Random) -> list[int]:
+        """Transpose by a random shift in -transpose..+transpose semitones, drawn among the shifts that
+        keep every note in range (unchanged when there is none but 0)."""
+        indices = [(t - FIRST_NOTE) % self.pitches for t in seq if t >= FIRST_NOTE]
+        if not indices:
+            return seq
+        down = min(self.options.transpose, min(indices))
+        up = min(self.options.transpose, self.pitches - 1 - max(indices))
+        shift = rng.randint(-down, up)
+        return [t + shift if t >= FIRST_NOTE else t for t in seq]
+
+    def generation_plan(self, length: float | None = None, *, melody: Any = None, **request: Any) -> GenerationPlan:
+        """``length`` in 4/4 bars: the piece may end in its last bar and must end when it is full; without
+        it, between 8 and 16 bars. With ``melody`` (see :meth:`harmonization`) the melody sets the length."""
+        if melody is not None:
+            constraint = self.harmonization(melody)
+            return GenerationPlan(max_tokens=constraint.max_steps * (self.max_voices + 1) + 1, constraint=constraint)
+        least, most = bar_window(length, self.bar_steps)
+        constraint = PolyphonyConstraint(self.pitches, END, STEP_END, FIRST_NOTE, least, most)
+        return GenerationPlan(max_tokens=most * TOKENS_PER_STEP + 1, constraint=constraint)
+
+    @property
+    def max_voices(self) -> int:
+        return self.options.voices or len(VOICE_NAMES)
+
+    def harmonization(
+        self, melody: str | Path | pretty_midi.PrettyMIDI | Sequence[tuple[int, int, int]]
+    ) -> PolyphonyConstraint:
+        """A constraint that keeps ``melody`` as the top voice and ends with it.
+
+        ``melody`` is a piece, or a MIDI or score file (its first piece), whose top line is taken on this
+        encoder's grid; or notes ``(pitch, start_step, end_step)`` on the grid, ends exclusive, not
+        overlapping. Every step opens with the melody's note (or ends at once where it rests); at most
+        ``voices - 1`` lower notes join it. A melody outside the pitch range moves by octaves; one too wide
+        for the range is an error."""
+        if isinstance(melody, str | Path):
+            melody = read_file(melody)[0]
+        if isinstance(melody, pretty_midi.PrettyMIDI):
+            line = skyline(quantize(melody, self.options.steps_per_quarter))
+        else:
+            line = sorted((Note(*map(int, note)) for note in melody), key=lambda n: n.start)
+            if any(n.start < 0 or n.end <= n.start for n in line) or any(a.end > b.start for a, b in pairwise(line)):
+                raise ComposerError("melody notes need 0 <= start < end and must not overlap")
+        if not line:
+            raise ComposerError("the melody to harmonize has no notes")
+        line, report = fit_range(line, self.options.min_pitch, self.options.max_pitch)
+        if report.dropped:
+            raise ComposerError(
+                f"the melody spans more than the pitch range {self.options.min_pitch}..{self.options.max_pitch}"
+            )
+        opening = [STEP_END] * line[-1].end
+        for note in line:
+            opening[note.start] = self.new_note(note.pitch)
+            for step in range(note.start + 1, note.end):
+                opening[step] = self.continued_note(note.pitch)
+        return PolyphonyConstraint(
+            self.pitches,
+            END,
+            STEP_END,
+            FIRST_NOTE,
+            len(opening),
+            len(opening),
+            soprano=opening,
+            max_notes=self.max_voices,
+        )
+
+    def summarize(self, item: pretty_midi.PrettyMIDI) -> str:
+        return describe(item)
+
+    def example_items(self) -> list[pretty_midi.PrettyMIDI]:
+        return example_pieces()

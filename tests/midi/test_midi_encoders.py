@@ -1,0 +1,209 @@
+"""The MIDI encoders: token layouts, round trips on real chorales, augmentation, fitting into a range."""
+
+from __future__ import annotations
+
+import random
+
+import pretty_midi
+import pytest
+from composer_midi.corpora import load_music21
+from composer_midi.melody import MelodyEncoder
+from composer_midi.notes import Note, merge_restrikes, quantize, skyline
+from composer_midi.performance import PerformanceEncoder
+from composer_midi.polyphony import FIRST_NOTE, STEP_END, PolyphonyEncoder
+
+from composer import ComposerError
+
+ENCODERS = (MelodyEncoder, PolyphonyEncoder, PerformanceEncoder)
+
+
+@pytest.fixture(scope="module")
+def chorale() -> pretty_midi.PrettyMIDI:
+    (piece,) = load_music21("bach/bwv10.7.mxl")  # four voices, no instrumental part
+    return piece
+
+
+def piece(*notes: tuple[int, float, float], tempo: float = 120.0, velocity: int = 80) -> pretty_midi.PrettyMIDI:
+    """One piano track of (pitch, start, end) in seconds."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    inst = pretty_midi.Instrument(0)
+    inst.notes = [pretty_midi.Note(velocity, p, s, e) for p, s, e in notes]
+    pm.instruments.append(inst)
+    return pm
+
+
+def grid(inst: pretty_midi.Instrument, seconds_per_step: float) -> list[Note]:
+    return [Note(n.pitch, round(n.start / seconds_per_step), round(n.end / seconds_per_step)) for n in inst.notes]
+
+
+@pytest.mark.parametrize("encoder_class", ENCODERS)
+def test_example_items_round_trip_and_stay_in_vocabulary(encoder_class: type) -> None:
+    encoder = encoder_class()
+    for item in encoder.example_items():
+        seq = encoder.encode(item)
+        assert seq[0] == encoder.bos and seq[-1] == encoder.eos
+        assert all(0 <= t < encoder.head.vocab_size for t in seq)
+        assert encoder.encode(encoder.decode(seq)) == seq
+        assert encoder.summarize(encoder.decode(seq))
+
+
+def test_vocab_sizes_follow_the_documented_layouts() -> None:
+    assert MelodyEncoder().head.vocab_size == 2 + 37 + 2
+    assert PolyphonyEncoder().head.vocab_size == 3 + 2 * 88
+    assert PerformanceEncoder().head.vocab_size == 128 + 128 + 100 + 32 + 2
+
+
+def test_polyphony_round_trips_a_bach_chorale_note_for_note(chorale: pretty_midi.PrettyMIDI) -> None:
+    encoder = PolyphonyEncoder()
+    seq = encoder.encode(chorale)
+    decoded = encoder.decode(seq)
+    assert encoder.encode(decoded) == seq
+    assert sorted(encoder.notes(seq)) == sorted(merge_restrikes(quantize(chorale, 4)))
+    assert encoder.steps(seq) == max(n.end for n in quantize(chorale, 4))
+
+
+def test_polyphony_lists_each_step_highest_note_first(chorale: pretty_midi.PrettyMIDI) -> None:
+    encoder = PolyphonyEncoder()
+    seq = encoder.encode(chorale)
+    step: list[int] = []
+    for token in seq[1:-1]:
+        if token == STEP_END:
+            assert step == sorted(step, reverse=True) and len(set(step)) == len(step)
+            step = []
+        else:
+            step.append((token - FIRST_NOTE) % encoder.pitches)
+    assert step == []
+
+
+def test_polyphony_decodes_a_chorale_into_its_four_voices(chorale: pretty_midi.PrettyMIDI) -> None:
+    encoder = PolyphonyEncoder()
+    decoded = encoder.decode(encoder.encode(chorale))
+    assert [inst.name for inst in decoded.instruments] == ["Soprano", "Alto", "Tenor", "Bass"]
+    seconds_per_step = 60.0 / (encoder.options.tempo * 4)
+    kept = total = 0
+    for original, voice in zip(chorale.instruments, decoded.instruments, strict=True):
+        expected = set(quantize(_alone(chorale, original), 4))
+        found = len(expected & set(grid(voice, seconds_per_step)))
+        assert found >= 0.8 * len(expected)  # unisons merge and crossings swap: the encoding loses those
+        kept, total = kept + found, total + len(expected)
+    assert kept >= 0.85 * total
+
+
+def _alone(pm: pretty_midi.PrettyMIDI, inst: pretty_midi.Instrument) -> pretty_midi.PrettyMIDI:
+    copy = pretty_midi.PrettyMIDI(initial_tempo=pm.get_tempo_changes()[1][0])
+    copy.time_signature_changes = pm.time_signature_changes
+    copy.instruments.append(inst)
+    return copy
+
+
+def test_polyphony_restruck_and_continued_notes() -> None:
+    encoder = PolyphonyEncoder()
+    pm = piece((60, 0.0, 0.5), (60, 0.5, 0.75), (64, 0.0, 0.75), tempo=60.0)  # a sixteenth lasts 0.25 s
+    seq = encoder.encode(pm)
+    new, held = encoder.new_note, encoder.continued_note
+    assert seq == [0, new(64), new(60), STEP_END, held(64), held(60), STEP_END, held(64), new(60), STEP_END, 1]
+    # A CONTINUED_NOTE without a note to continue starts one; notes missing from a step end there.
+    assert encoder.notes([0, held(60), STEP_END, STEP_END, held(60), STEP_END, 1]) == [
+        Note(60, 0, 1),
+        Note(60, 2, 3),
+    ]
+
+
+def test_polyphony_augment_shifts_every_pitch_and_keeps_the_range() -> None:
+    encoder = PolyphonyEncoder(min_pitch=48, max_pitch=72, transpose=6)
+    seq = encoder.encode(piece((50, 0.0, 0.5), (70, 0.0, 1.0), (60, 0.5, 1.0)))
+    rng = random.Random(0)
+    shifts = set()
+    for _ in range(50):
+        out = encoder.augment(seq, rng)
+        notes, original = encoder.notes(out), encoder.notes(seq)
+        assert [(n.start, n.end) for n in notes] == [(n.start, n.end) for n in original]
+        (shift,) = {a.pitch - b.pitch for a, b in zip(notes, original, strict=True)}
+        assert -2 <= shift <= 2  # only 48 - 50 and 72 - 70 leave room
+        shifts.add(shift)
+    assert len(shifts) > 1
+
+
+def test_polyphony_encode_checked_transposes_by_octaves_or_drops() -> None:
+    encoder = PolyphonyEncoder(min_pitch=48, max_pitch=72)
+    seq, report = encoder.encode_checked(piece((80, 0.0, 0.5), (75, 0.5, 1.0)))
+    assert sorted(n.pitch for n in encoder.notes(seq)) == [63, 68]
+    assert (report.transposed, report.dropped) == (2, 0)
+    seq, report = encoder.encode_checked(piece((30, 0.0, 0.5), (60, 0.0, 0.5), (100, 0.0, 0.5)))
+    assert [n.pitch for n in encoder.notes(seq)] == [60]
+    assert report.dropped == 2
+
+
+def test_polyphony_rejects_bad_options() -> None:
+    with pytest.raises(ComposerError, match="min_pitch"):
+        PolyphonyEncoder(min_pitch=90, max_pitch=60)
+    with pytest.raises(ComposerError, match="unknown option"):
+        PolyphonyEncoder(pitch=3)
+
+
+def test_polyphony_writes_one_piano_track_above_four_voices() -> None:
+    encoder = PolyphonyEncoder()
+    chord = piece(*[(p, 0.0, 1.0) for p in (48, 55, 60, 64, 67)])
+    decoded = encoder.decode(encoder.encode(chord))
+    assert [(inst.name, len(inst.notes)) for inst in decoded.instruments] == [("Piano", 5)]
+
+
+def test_melody_takes_the_top_line() -> None:
+    encoder = MelodyEncoder()
+    # A held C4 under E4 then G4: the line is E4, G4, then C4 surfacing when G4 ends.
+    pm = piece((60, 0.0, 1.5), (64, 0.0, 0.5), (67, 0.5, 1.0), tempo=60.0)
+    seq = encoder.encode(pm)
+    on = [encoder.options.min_pitch + t - 2 for t in seq if 2 <= t < encoder.bos]
+    assert on == [64, 67, 60]
+    assert encoder.notes(seq) == [Note(64, 0, 2), Note(67, 2, 4), Note(60, 4, 6)]
+    assert encoder.steps(seq) == 7  # six steps of notes and the final NOTE_OFF
+
+
+def test_melody_round_trips_the_top_voice_of_a_chorale(chorale: pretty_midi.PrettyMIDI) -> None:
+    encoder = MelodyEncoder()
+    seq = encoder.encode(chorale)
+    assert encoder.encode(encoder.decode(seq)) == seq
+    assert encoder.notes(seq) == skyline(quantize(chorale, 4))
+
+
+def test_melody_augment_keeps_the_range() -> None:
+    encoder = MelodyEncoder()
+    seq = encoder.encode(piece((83, 0.0, 0.5), (50, 0.5, 1.0)))
+    for seed in range(20):
+        notes = encoder.notes(encoder.augment(seq, random.Random(seed)))
+        assert all(48 <= n.pitch <= 84 for n in notes)
+        assert notes[0].pitch - 83 == notes[1].pitch - 50
+
+
+def test_performance_round_trip_keeps_timing_within_10_ms() -> None:
+    encoder = PerformanceEncoder()
+    pm = piece((60, 0.5, 0.5123), (64, 0.5071, 3.2), (67, 0.9, 1.04), (60, 1.25, 1.5), velocity=93)
+    decoded = encoder.decode(encoder.encode(pm))
+    original = sorted(pm.instruments[0].notes, key=lambda n: (n.start, n.pitch))
+    (inst,) = decoded.instruments
+    assert len(inst.notes) == len(original)
+    for a, b in zip(original, inst.notes, strict=True):
+        assert a.pitch == b.pitch
+        assert abs((a.start - 0.5) - b.start) <= 0.01 and abs((a.end - 0.5) - b.end) <= 0.01
+        assert encoder.velocity_bin(a.velocity) == encoder.velocity_bin(b.velocity)
+    assert encoder.steps(encoder.encode(pm)) == 270  # 2.7 s after the first note, in 10 ms ticks
+
+
+def test_performance_splits_long_silences_into_one_second_shifts() -> None:
+    encoder = PerformanceEncoder()
+    seq = encoder.encode(piece((60, 0.0, 0.1), (62, 2.55, 2.6)))
+    shifts = [t - 256 + 1 for t in seq if 256 <= t < encoder.velocity]
+    assert shifts == [10, 100, 100, 45, 5]
+
+
+def test_performance_augment_transposes_note_ons_and_offs_together() -> None:
+    encoder = PerformanceEncoder(transpose=3)
+    seq = encoder.encode(piece((60, 0.0, 0.5), (67, 0.25, 1.0)))
+    for seed in range(10):
+        notes = encoder.decode(encoder.augment(seq, random.Random(seed))).instruments[0].notes
+        shift = notes[0].pitch - 60
+        assert -3 <= shift <= 3 and notes[1].pitch == 67 + shift
+
+
+def test_summaries_name_parts_bars_and_key(chorale: pretty_midi.PrettyMIDI) -> None:
+    assert PolyphonyEncoder().summarize(chorale) == "4 parts, 22 bars, G minor"

@@ -26,6 +26,8 @@ class MelodyEncoder(Encoder):
 
     name = "melody"
     modality = "midi"
+    default_format = "mid"
+    length_unit = "bars"
     description = "monophonic melody (Melody RNN): note-on / note-off / no-event per 16th step; top line"
 
     @dataclass

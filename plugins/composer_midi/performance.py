@@ -32,6 +32,8 @@ class PerformanceEncoder(Encoder):
 
     name = "performance"
     modality = "midi"
+    default_format = "mid"
+    length_unit = "seconds"
     description = "expressive MIDI (Performance RNN): note-on/off, 10 ms time shifts, 32 velocity bins"
 
     @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 import pretty_midi
 
 from composer import Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
+from composer_midi import stats
 from composer_midi.constraints import PolyphonyConstraint, bar_window
 from composer_midi.corpora import read_file
 from composer_midi.examples import example_pieces
@@ -35,6 +36,8 @@ class PolyphonyEncoder(Encoder):
 
     name = "polyphony"
     modality = "midi"
+    default_format = "mid"
+    length_unit = "bars"
     description = "quantized polyphony (Polyphony RNN): notes per 16th step, highest first; SATB voices"
 
     @dataclass
@@ -179,10 +182,12 @@ class PolyphonyEncoder(Encoder):
 
         ``melody`` is a piece, or a MIDI or score file (its first piece), whose top line is taken on this
         encoder's grid; or notes ``(pitch, start_step, end_step)`` on the grid, ends exclusive, not
-        overlapping. Every step opens with the melody's note (or ends at once where it rests); at most
-        ``voices - 1`` lower notes join it. A melody outside the pitch range moves by octaves; one too wide
-        for the range is an error."""
-        if isinstance(melody, str | Path):
+        overlapping; or text such as ``"67 67 69:2 r 71:0.5"`` (see :func:`parse_melody`). Every step opens
+        with the melody's note (or ends at once where it rests); at most ``voices - 1`` lower notes join it.
+        A melody outside the pitch range moves by octaves; one too wide for the range is an error."""
+        if isinstance(melody, str) and not Path(melody).is_file():
+            melody = parse_melody(melody, self.options.steps_per_quarter)
+        elif isinstance(melody, str | Path):
             melody = read_file(melody)[0]
         if isinstance(melody, pretty_midi.PrettyMIDI):
             line = skyline(quantize(melody, self.options.steps_per_quarter))
@@ -213,8 +218,34 @@ class PolyphonyEncoder(Encoder):
             max_notes=self.max_voices,
         )
 
+    def statistics(self, items: list[Any], reference: list[Any] | None = None) -> dict[str, float | str]:
+        return stats.statistics(items, self.options.steps_per_quarter, self.bar_steps, reference)
+
     def summarize(self, item: pretty_midi.PrettyMIDI) -> str:
         return describe(item)
 
     def example_items(self) -> list[pretty_midi.PrettyMIDI]:
         return example_pieces()
+
+
+def parse_melody(text: str, steps_per_quarter: int) -> list[tuple[int, int, int]]:
+    """Notes ``(pitch, start_step, end_step)`` from text: MIDI pitches separated by spaces, each with an
+    optional length in quarter notes after a colon (default 1); ``r`` is a rest."""
+    notes, step = [], 0
+    for word in text.replace(",", " ").split():
+        name, _, length = word.partition(":")
+        try:
+            steps = round(float(length or 1) * steps_per_quarter)
+            pitch = None if name.lower() == "r" else int(name)
+        except ValueError:
+            raise ComposerError(
+                f"cannot read '{word}' in the melody: use MIDI pitches like 67 or 67:2, r for a rest"
+            ) from None
+        if steps < 1 or (pitch is not None and not 0 <= pitch <= 127):
+            raise ComposerError(f"'{word}' in the melody: pitch 0..127 and a length of at least one grid step")
+        if pitch is not None:
+            notes.append((pitch, step, step + steps))
+        step += steps
+    if not notes:
+        raise ComposerError("the melody has no notes")
+    return notes

@@ -1,0 +1,150 @@
+"""Character-level text in the manner of char-rnn: one token per Unicode character."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from composer import Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
+
+START, END, UNKNOWN = 0, 1, 2
+FIRST_CHAR = 3
+REPLACEMENT = "\ufffd"  # what UNKNOWN decodes to
+DEFAULT_LENGTH = 1000
+
+# Readers decode files with ``surrogateescape``, so each byte that is not valid UTF-8 arrives as a lone
+# surrogate in this range; the encoder's ``errors`` option decides what becomes of it.
+INVALID_BYTES = re.compile("[\udc80-\udcff]+")
+
+EXAMPLES = [
+    "Hello, world!\nA second line.",
+    "Café, naïve façade, Straße; 日本語; emoji 🎻🎶.",
+]
+
+
+class CharEncoder(Encoder):
+    """One token per character of any UTF-8 text. The vocabulary is the sorted set of characters of the
+    training corpus (those seen at least ``min_count`` times).
+
+    Token ids: 0 START, 1 END, 2 UNKNOWN (a character outside the vocabulary; decoded as U+FFFD), then
+    one id per vocabulary character. ``--length`` counts characters; generation stops at END."""
+
+    name = "char"
+    modality = "text"
+    description = "characters of any UTF-8 text (char-rnn); unseen characters become UNKNOWN"
+    needs_fit = True
+    default_format = "txt"
+    length_unit = "characters"
+    bos, eos = START, END
+    default_length = DEFAULT_LENGTH
+
+    @dataclass
+    class Options:
+        lowercase: bool = False  # fold case before counting and encoding
+        min_count: int = 1  # characters seen fewer times in the corpus become UNKNOWN
+        unknown: str = "map"  # a character outside the vocabulary: "map" to UNKNOWN, or "drop" it
+        errors: str = "strict"  # text that is not valid UTF-8: "strict" rejects it, "replace" uses U+FFFD
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        opts = self.options
+        if opts.unknown not in ("map", "drop"):
+            raise ComposerError(f"{self.name}: option 'unknown' must be 'map' or 'drop', got '{opts.unknown}'")
+        if opts.errors not in ("strict", "replace"):
+            raise ComposerError(f"{self.name}: option 'errors' must be 'strict' or 'replace', got '{opts.errors}'")
+        if opts.min_count < 1:
+            raise ComposerError(f"{self.name}: option 'min_count' must be at least 1, got {opts.min_count}")
+        self.chars: list[str] = []
+        self.index: dict[str, int] = {}
+
+    @property
+    def head(self) -> Categorical:
+        return Categorical(FIRST_CHAR + len(self.chars))
+
+    # -- data
+    def normalize(self, text: str) -> str:
+        """The text as the model sees it: invalid UTF-8 rejected (``ValueError``) or replaced, case folded
+        if asked."""
+        found = INVALID_BYTES.search(text)
+        if found:
+            if self.options.errors == "strict":
+                byte = ord(found.group()[0]) - 0xDC00
+                raise ValueError(
+                    f"not valid UTF-8 (byte 0x{byte:02x} at character {found.start()}); "
+                    "-O errors replace reads it with U+FFFD"
+                )
+            text = INVALID_BYTES.sub(REPLACEMENT, text)
+        return text.lower() if self.options.lowercase else text
+
+    def fit(self, items: Iterable[str]) -> None:
+        """The vocabulary: every character seen at least ``min_count`` times, sorted. Items that are not
+        valid UTF-8 (under ``errors = "strict"``) are left out here and reported when they are encoded."""
+        counts: Counter[str] = Counter()
+        for item in items:
+            try:
+                counts.update(self.normalize(item))
+            except ValueError:
+                continue
+        self._set_chars(sorted(c for c, n in counts.items() if n >= self.options.min_count))
+
+    def _set_chars(self, chars: list[str]) -> None:
+        self.chars = chars
+        self.index = {c: FIRST_CHAR + i for i, c in enumerate(chars)}
+
+    def encode(self, item: str) -> list[int]:
+        return self.encode_checked(item)[0]
+
+    def encode_checked(self, item: str) -> tuple[list[int], EncodeReport]:
+        """START, one token per character, END; characters outside the vocabulary are mapped to UNKNOWN or
+        dropped (option ``unknown``) and counted."""
+        seq, report = [START], EncodeReport()
+        for char in self.normalize(item):
+            token = self.index.get(char)
+            if token is not None:
+                seq.append(token)
+            elif self.options.unknown == "map":
+                seq.append(UNKNOWN)
+                report.mapped += 1
+            else:
+                report.dropped += 1
+        seq.append(END)
+        return seq, report
+
+    def decode(self, seq: Sequence[int]) -> str:
+        """The text of a sequence: START skipped, everything after END ignored, UNKNOWN as U+FFFD."""
+        out = []
+        for token in seq:
+            if token == END:
+                break
+            if token >= FIRST_CHAR:
+                out.append(self.chars[token - FIRST_CHAR])
+            elif token == UNKNOWN:
+                out.append(REPLACEMENT)
+        return "".join(out)
+
+    # -- generation
+    def generation_plan(self, length: float | None = None, **request: Any) -> GenerationPlan:
+        """At most ``length`` characters (default :attr:`default_length`); generation stops earlier at END."""
+        if length is not None and length < 1:
+            raise ComposerError(f"length must be at least 1 character, got {length}")
+        return GenerationPlan(max_tokens=int(length) if length is not None else self.default_length)
+
+    def primer(self, item: str) -> list[int]:
+        """The primer's characters, without START (the generator adds it) or END."""
+        return self.encode(item)[1:-1]
+
+    def summarize(self, item: str) -> str:
+        return f"{len(item):,} characters"
+
+    def example_items(self) -> list[str]:
+        return list(EXAMPLES)
+
+    # -- checkpoint state
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "chars": list(self.chars)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._set_chars(list(state["chars"]))

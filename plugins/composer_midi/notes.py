@@ -14,9 +14,12 @@ from composer import EncodeReport
 
 MAJOR_KEYS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")  # tonics as usually spelled
 MINOR_KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
-# Krumhansl-Kessler key profiles, tonic first.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+# Aarden-Essen key profiles (Aarden 2003), the weights music21's key analysis uses by default, so the
+# key we report is the one music21 finds from the same duration-weighted pitch classes.
+MAJOR_PROFILE = np.array([17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624,
+                          8.15494, 0.232998, 4.95122])
+MINOR_PROFILE = np.array([18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621,
+                          1.93186, 7.37619, 1.75623])
 
 
 class Note(NamedTuple):
@@ -149,7 +152,7 @@ def new_midi(tempo: float) -> pretty_midi.PrettyMIDI:
 
 def key_number(pm: pretty_midi.PrettyMIDI) -> int | None:
     """The piece's key as a pretty_midi key number (0-11 major, 12-23 minor): its first key signature, or
-    the best Krumhansl-Kessler match of its duration-weighted pitch classes; None without notes."""
+    the best Aarden-Essen match of its duration-weighted pitch classes; None without notes."""
     if pm.key_signature_changes:
         return pm.key_signature_changes[0].key_number
     if not pitched_notes(pm):

@@ -12,7 +12,8 @@ A normalised tune reads::
     G3-A (Bcd=e) | f4 (g2dB) | ...
 
 ``X:`` is always 1 (the model need not count); of the header only the first title and the rhythm,
-meter, unit length, voice and key fields are kept, in that order; the body keeps its music and its
+meter, unit length (made explicit where ABC leaves it implied), voice and key fields are kept, in that
+order; the body keeps its music and its
 key, meter, unit length, part and voice changes, without comments, lyrics, notes, directives, quoted
 chord symbols or annotations (fingerings, tempo words, "D.C."), line continuations or repeated spaces.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from composer_text.char import CharEncoder
@@ -84,8 +86,19 @@ def normalize_tune(raw: str) -> str | None:
             body.append(music)
     if key is None or not any(not FIELD.fullmatch(line) for line in body):
         return None
+    header.setdefault("L", [default_unit(header.get("M", [""])[0])])
     fields = ["X:1", *(f"{name}:{value}" for name in HEADER_ORDER for value in header.get(name, [])), f"K:{key}"]
     return "\n".join(fields + body)
+
+
+def default_unit(meter: str) -> str:
+    """The unit note length ABC implies when a tune has no ``L:`` field: 1/16 for meters below 3/4,
+    else (and without a meter) 1/8. Written out, so that every normalised tune states it."""
+    fraction = {"C": "4/4", "C|": "2/2"}.get(meter, meter)
+    numerator, _, denominator = fraction.partition("/")
+    if numerator.isdigit() and denominator.isdigit() and int(denominator) and int(numerator) / int(denominator) < 0.75:
+        return "1/16"
+    return "1/8"
 
 
 def _clean_value(value: str) -> str:
@@ -106,46 +119,57 @@ def title(tune: str) -> str:
 
 
 class TuneError(ValueError):
-    """A text that music21 cannot read as an ABC tune with notes."""
+    """A text that music21 cannot render as an ABC tune with notes."""
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """A tune read by music21: its score and its Standard MIDI file, or why it could not be read."""
+
+    score: Any = None
+    midi: bytes = b""
+    error: str = ""
 
 
 @functools.lru_cache(maxsize=32)
-def _parse(text: str) -> tuple[Any, str]:
-    """(score, "") or (None, reason); cached because the summary and every writer parse the same tune."""
+def render(text: str) -> Rendering:
+    """Read an ABC tune with music21 and make its MIDI file. Cached, because the summary line and every
+    writer render the same tune: treat the score as read-only."""
     import music21
 
     try:
         score = music21.converter.parse(text, format="abc")
-    except Exception as exc:  # music21 raises many kinds of errors for malformed ABC
+        if isinstance(score, music21.stream.Opus):  # several tunes: the first one
+            score = score.scores[0]
+        if not score.recurse().notes:
+            return Rendering(error="no notes in it")
+        midi = music21.midi.translate.streamToMidiFile(score).writestr()
+    except Exception as exc:  # music21 raises all kinds of errors on malformed ABC
         lines = str(exc).strip().splitlines()
-        return None, f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")[:200]
-    if isinstance(score, music21.stream.Opus):
-        score = score.scores[0] if score.scores else None
-    if score is None or not score.recurse().notes:
-        return None, "no notes in it"
-    return score, ""
+        first = lines[0].split(". ")[0] if lines else ""
+        return Rendering(error=f"{type(exc).__name__}: {first}"[:160].rstrip(": "))
+    return Rendering(score, midi)
 
 
-def parse_tune(text: str) -> Any:
-    """A music21 score of an ABC tune; raises :class:`TuneError` saying why when it does not parse.
-    The score is shared with later calls for the same text: copy it before changing it."""
-    score, reason = _parse(text)
-    if score is None:
-        raise TuneError(f"the tune does not parse as ABC: {reason}")
-    return score
+def rendered(text: str) -> Rendering:
+    """The rendering of a tune; raises :class:`TuneError` saying why when music21 cannot read it."""
+    result = render(text)
+    if result.error:
+        raise TuneError(f"the tune does not parse as ABC: {result.error}")
+    return result
 
 
 def describe_tune(text: str) -> str:
-    """A few words for a summary line: title, meter, key, bars, and whether music21 can read it."""
-    score, reason = _parse(text)
+    """A few words for a summary line: title, meter, bars, and whether music21 can read the tune."""
+    result = render(text)
     name = title(text)
     words = [f"'{name}'"] if name else []
-    if score is None:
-        return ", ".join([*words, f"does not parse ({reason})"])
+    if result.error:
+        return ", ".join([*words, f"does not parse ({result.error})"])
     meter = re.search(r"^M:(.*)$", text, flags=re.MULTILINE)
     if meter:
         words.append(meter.group(1))
-    bars = len(score.parts[0].getElementsByClass("Measure")) if score.parts else 0
+    bars = max((len(part.getElementsByClass("Measure")) for part in result.score.parts), default=0)
     return ", ".join([*words, f"{bars} bars", "parses"])
 
 

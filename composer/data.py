@@ -51,7 +51,9 @@ class Corpus:
 
 
 def resolve(source: str, modality: str, corpora: dict[str, CorpusSource]) -> list[tuple[CorpusSource, str]]:
-    """The (source, reference) pairs a corpus string stands for."""
+    """The (source, reference) pairs a corpus string stands for; ``A,B`` joins several sources."""
+    if "," in source and not Path(source).expanduser().exists():
+        return [pair for part in source.split(",") if part.strip() for pair in resolve(part.strip(), modality, corpora)]
     prefix, sep, rest = source.partition(":")
     if sep and prefix in corpora and corpora[prefix].list is not None and len(prefix) > 1:
         src = corpora[prefix]

@@ -15,6 +15,7 @@ def test_folder_glob_and_named_sources_resolve(toy, toy_corpus):
     assert len(resolve(str(toy_corpus), "toy", corpora)) == 12
     assert len(resolve(str(toy_corpus / "1*.toy"), "toy", corpora)) == 3
     assert [ref for _, ref in resolve("toy:patterns", "toy", corpora)][0] == "toy:patterns/0"
+    assert len(resolve(f"toy:patterns, {toy_corpus / '1*.toy'}", "toy", corpora)) == 4 + 3
     (toy_corpus.parent / "nothing").mkdir()
     with pytest.raises(ComposerError, match="no toy files"):
         resolve(str(toy_corpus.parent / "nothing"), "toy", corpora)

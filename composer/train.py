@@ -8,7 +8,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -268,6 +270,7 @@ class Trainer:
         metrics_path = self.out / "metrics.jsonl"
         stopped_early = False
         interrupted = False
+        previous_term = _raise_on_sigterm()
         last_train_loss = math.nan
         try:
             while epoch < cfg.epochs and (not cfg.max_steps or step < cfg.max_steps):
@@ -350,6 +353,8 @@ class Trainer:
                 self._save_state(ctx, step, epoch, b + 1 if "b" in locals() else 0, best, bad_epochs)
                 self.say(f"interrupted at step {step}; state saved, continue with --resume")
         finally:
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
             if self.world > 1:
                 import torch.distributed as dist
 
@@ -429,6 +434,18 @@ class Trainer:
             "encoder_state": json.dumps(ctx["encoder"].state_dict()),
             "valid_names": json.dumps(ctx["valid_names"]),
         })
+
+
+def _raise_on_sigterm() -> Any:
+    """``kill`` stops training the way Ctrl-C does (the resume state is saved first); returns the previous
+    handler, or None where signals cannot be handled (not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _head_fields(encoder: Encoder) -> dict:

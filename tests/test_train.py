@@ -80,7 +80,8 @@ def test_resume_without_a_run_is_a_clear_error(toy, toy_corpus, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_saves_state_and_resume_finishes(toy, toy_corpus, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_interrupt_saves_state_and_resume_finishes(toy, toy_corpus, tmp_path, sig):
     out = tmp_path / "r"
     args = ["train", "--encoder", "toy", "--corpus", str(toy_corpus), "-o", str(out), "--epochs", "400", *TINY]
     proc = subprocess.Popen([sys.executable, "-m", "composer", *args], env=toy, stdout=subprocess.PIPE,
@@ -88,7 +89,7 @@ def test_ctrl_c_saves_state_and_resume_finishes(toy, toy_corpus, tmp_path):
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "continue with --resume" in err

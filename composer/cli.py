@@ -97,6 +97,15 @@ def encoders() -> None:
 
 
 @cli.command()
+def corpora() -> None:
+    """List corpus sources: named collections (PREFIX:NAME) and file readers."""
+    reg = registry()
+    for name, src in sorted(reg.corpora.items()):
+        how = f"{name}:NAME" if src.list else " ".join(src.suffixes)
+        click.echo(f"{how:28} {src.modality:8} {src.description}")
+
+
+@cli.command()
 def samplers() -> None:
     """List samplers."""
     reg = registry()

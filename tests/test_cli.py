@@ -17,6 +17,7 @@ def test_unknown_style_is_one_line_and_nonzero():
 
 def test_listings_run(toy):
     for command, expected in [("plugins", "composer_samplers"), ("samplers", "top-p"), ("encoders", "toy"),
+                              ("corpora", "toy:NAME"),
                               ("styles", "")]:
         result = run_cli([command], env=toy)
         assert result.returncode == 0, result.stderr

@@ -270,6 +270,8 @@ class RecurrentLayer(nn.Module):
         # than float32. CUDA autocast is left alone (cuDNN runs fp16/bf16 LSTMs well).
         with torch.autocast("cpu", enabled=False):
             inp = x.to(next(self.rnn.parameters()).dtype)
+            if inp.shape[1] == 1 and not torch.is_grad_enabled() and isinstance(self.rnn, nn.LSTM | nn.GRU):
+                return self._single_step(inp, state)
             hx = tuple(s[None] for s in state)  # [1, B, hidden]: torch's (num_layers, batch, hidden)
             if isinstance(self.rnn, nn.GRU):
                 y, h = self.rnn(inp, hx[0])
@@ -279,6 +281,23 @@ class RecurrentLayer(nn.Module):
             if self.residual:
                 y = y + inp
             return self.norm(y), tuple(s[0] for s in hx)
+
+
+    def _single_step(self, inp: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """One time step through the fused cell kernel: the same weights and numbers as the sequence
+        module, without its per-call setup (which costs milliseconds on the CPU, dwarfing one step)."""
+        rnn = self.rnn
+        weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+        if isinstance(rnn, nn.GRU):
+            h = torch.gru_cell(inp[:, 0], state[0], *weights)
+            new_state: tuple[Tensor, ...] = (h,)
+        else:
+            h, c = torch.lstm_cell(inp[:, 0], (state[0], state[1]), *weights)
+            new_state = (h, c)
+        y = h[:, None]
+        if self.residual:
+            y = y + inp
+        return self.norm(y), new_state
 
 
 class WindowAttention(nn.Module):

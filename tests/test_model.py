@@ -288,3 +288,18 @@ def test_mdn_sample_gives_stroke5_rows_with_a_one_hot_pen_and_follows_the_seed()
 def test_register_head_refuses_a_second_factory_for_a_name():
     with pytest.raises(ValueError, match="already registered"):
         register_head("categorical", lambda hidden, spec: HEADS["mdn"](hidden, spec))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_single_step_fast_path_matches_the_sequence_kernel(cell):
+    torch.manual_seed(0)
+    model = SequenceModel(ModelConfig(vocab_size=11, layers=2, hidden_size=16, embedding_size=8, cell=cell,
+                                      residual=True)).eval()
+    x = torch.randint(0, 11, (3, 7))
+    with torch.no_grad():
+        full = model(x).output
+        state, outs = None, []
+        for t in range(7):
+            out, state = model.step(x[:, t], state)
+            outs.append(out)
+    assert torch.allclose(torch.stack(outs, 1), full, atol=1e-5)

@@ -15,6 +15,7 @@ from composer.api import (
     Sampler,
     Style,
     Writer,
+    WriteSkipped,
     hookimpl,
     parse_options,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "MixtureDensity",
     "Sampler",
     "Style",
+    "WriteSkipped",
     "Writer",
     "__version__",
     "hookimpl",

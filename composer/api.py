@@ -22,6 +22,11 @@ class ComposerError(Exception):
     """A user-facing error: the CLI prints its message as one line and exits with status 1."""
 
 
+class WriteSkipped(ComposerError):
+    """Raised by a writer that cannot write this one item (e.g. a generated tune that does not parse): the
+    command goes on with the other items and formats and counts what was skipped."""
+
+
 # ---------------------------------------------------------------------------------------- heads
 
 
@@ -137,10 +142,12 @@ class Encoder:
         return GenerationPlan(max_tokens=int(length) if length else 512)
 
     def primer(self, item: Any) -> list[int]:
-        """Tokens that start generation from a primer item (without the end token)."""
+        """Tokens that continue from a primer item (without its start and end tokens)."""
         seq = list(self.encode(item))
         if self.eos is not None and seq and seq[-1] == self.eos:
             seq = seq[:-1]
+        if self.bos is not None and seq and seq[0] == self.bos:
+            seq = seq[1:]  # generation puts the start token in front itself
         return seq
 
     def summarize(self, item: Any) -> str:

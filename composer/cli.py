@@ -14,7 +14,7 @@ import click
 import tomllib
 
 from composer import __version__
-from composer.api import ComposerError
+from composer.api import ComposerError, WriteSkipped
 
 
 class Group(click.Group):
@@ -406,20 +406,28 @@ class Session:
             raise ComposerError("none of the requested formats can be written here")
         return writers
 
-    def write(self, sequences: list[list[int]], writers: list, output_dir: str, stem: str) -> list[str]:
+    def write(self, sequences: list[list[int]], writers: list, output_dir: str, stem: str) -> tuple[list[str], dict]:
+        """Decode and write every sequence in every format; returns the listing lines and, per format, the
+        number of items its writer skipped."""
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        lines = []
+        lines, skipped = [], {}
         for i, seq in enumerate(sequences, 1):
             item = self.encoder.decode(seq)
             names = []
             for writer in writers:
                 path = out / f"{stem}-{i}{writer.suffix}"
-                writer.write(item, path)
+                try:
+                    writer.write(item, path)
+                except WriteSkipped as exc:
+                    path.unlink(missing_ok=True)
+                    click.echo(f"warning: not writing {path.name}: {exc}", err=True)
+                    skipped[writer.name] = skipped.get(writer.name, 0) + 1
+                    continue
                 names.append(path.name)
             summary = self.encoder.summarize(item)
             lines.append(", ".join(names) + (f" ({summary})" if summary else ""))
-        return lines
+        return lines, skipped
 
 
 def read_primer(encoder, registry_, path: str) -> list[int]:
@@ -452,11 +460,12 @@ def generate_and_write(session: Session, plan: Any, *, n: int, seed: int | None,
         session.model, session.encoder, chosen, n=n, max_tokens=plan.max_tokens, primer=primer,
         constraint=plan.constraint, seed=seed, device=session.device, sampler_options=sampler_opts,
     )
-    lines = session.write(sequences, writers, output_dir, f"{stem}-{seed}")
+    lines, skipped = session.write(sequences, writers, output_dir, f"{stem}-{seed}")
     for line in lines:
         click.echo(f"  {line}")
-    files = len(lines) * len(writers)
-    click.echo(f"wrote {files} file(s) to {output_dir} in {time.time() - start:.1f} s (seed {seed})")
+    files = len(lines) * len(writers) - sum(skipped.values())
+    notes = "".join(f"; {fmt}: {n - skipped[fmt]} of {n} written" for fmt in skipped for n in [len(lines)])
+    click.echo(f"wrote {files} file(s) to {output_dir} in {time.time() - start:.1f} s (seed {seed}){notes}")
 
 
 @cli.command()

@@ -7,6 +7,7 @@ worker processes; the sequences are cached on disk keyed by the source and the e
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -139,7 +140,9 @@ def load_corpus(
     pairs = resolve(source, encoder.modality, corpora)
     # an encoder with a vocabulary fixed by its options always fits items into it with counted changes
     checked = fitted or not encoder.needs_fit
-    state = json.dumps(encoder.state_dict(), sort_keys=True) if checked else ""
+    # a vocabulary built from the corpus is not part of the key, but the settings that build it are
+    state = json.dumps(encoder.state_dict() if checked else {"options": dataclasses.asdict(encoder.options)},
+                       sort_keys=True)
     key_text = json.dumps([CACHE_VERSION, encoder.name, state, checked, _fingerprint(pairs)], sort_keys=True)
     key = hashlib.sha256(key_text.encode()).hexdigest()[:24]
     cache = _cache_path(key)

@@ -104,3 +104,17 @@ def test_same_seed_gives_byte_identical_files(toy, toy_corpus, tmp_path):
         assert result.returncode == 0, result.stderr
         outputs.append([(tmp_path / folder / f"r-11-{i}.txt").read_bytes() for i in (1, 2)])
     assert outputs[0] == outputs[1]
+
+
+def test_items_a_writer_skips_are_counted_and_the_rest_written(toy, toy_corpus, tmp_path):
+    run = run_cli(["train", "--encoder", "toy", "--corpus", str(toy_corpus), "-o", str(tmp_path / "r"), "--epochs",
+                   "1", "--layers", "1", "--hidden-size", "16", "--workers", "1", "--batch-size", "4"], env=toy)
+    assert run.returncode == 0, run.stderr
+    result = run_cli(["sample", "--checkpoint", str(tmp_path / "r" / "model.safetensors"), "-n", "6", "--seed", "3",
+                      "--format", "txt,even", "-o", str(tmp_path / "out")], env=toy)
+    assert result.returncode == 0, result.stderr
+    texts = [(tmp_path / "out" / f"r-3-{i}.txt").read_text().strip() for i in range(1, 7)]
+    even = sum(1 for t in texts if len(t) % 2 == 0)
+    assert len(list((tmp_path / "out").glob("*.even"))) == even
+    assert f"wrote {6 + even} file(s)" in result.stdout and f"even: {even} of 6 written" in result.stdout
+    assert result.stderr.count("odd length") == 6 - even

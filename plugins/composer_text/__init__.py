@@ -2,7 +2,7 @@
 (folk-rnn).
 
 Encoders: ``char`` (any text; writes ``.txt``) and ``abc`` (the same on ABC tunes, one sequence per tune;
-writes ``.abc``). Corpora: ``.txt``/``.md`` files (cut into pieces of at most 20,000 characters at blank
+writes ``.abc`` and ``.mid``). Corpora: ``.txt``/``.md`` files (cut into pieces of at most 20,000 characters at blank
 lines), ``.abc`` files (one item per tune), and ``abc:NAME`` for the ABC collections music21 ships
 (``abc:oneills1850``, ``abc:ryansMammoth``, ``abc:all``, ...). Formats: ``txt``, ``abc``, and for tunes
 ``mid`` and ``musicxml`` rendered through music21.
@@ -67,6 +67,4 @@ def register_writers(register: Callable[[Any], None]) -> None:
     register(Writer("txt", MODALITY, ".txt", writers.write_text, description="the text"))
     register(Writer("abc", MODALITY, ".abc", writers.write_text, description="the tune as ABC text"))
     register(Writer("mid", MODALITY, ".mid", writers.write_mid, description="an ABC tune as MIDI (music21)"))
-    register(
-        Writer("musicxml", MODALITY, ".musicxml", writers.write_musicxml, description="an ABC tune as MusicXML (music21)")
-    )
+    register(Writer("musicxml", MODALITY, ".musicxml", writers.write_musicxml, description="an ABC tune as MusicXML"))

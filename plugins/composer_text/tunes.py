@@ -13,14 +13,16 @@ A normalised tune reads::
 
 ``X:`` is always 1 (the model need not count); of the header only the first title and the rhythm,
 meter, unit length (made explicit where ABC leaves it implied), voice and key fields are kept, in that
-order; the body keeps its music and its
-key, meter, unit length, part and voice changes, without comments, lyrics, notes, directives, quoted
-chord symbols or annotations (fingerings, tempo words, "D.C."), line continuations or repeated spaces.
+order; the body keeps its music and its key, meter, unit length, part and voice changes, without
+comments, lyrics, notes, directives, quoted chord symbols or annotations (fingerings, tempo words,
+"D.C."), line continuations or repeated spaces.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -32,15 +34,19 @@ FIELD = re.compile(r"([A-Za-z]):(.*)")
 COMMENT = re.compile(r"(?<!\\)%.*")
 QUOTED = re.compile(r'"[^"\n]*"')
 SPACES = re.compile(r"[ \t]+")
+MEMORY_ADDRESS = re.compile(r",? ?id\(\)=\d+| 0x[0-9a-f]+")  # in music21's messages
 HEADER_ORDER = ("T", "R", "M", "L", "V")  # kept between X:1 and K:, in this order (V may repeat)
 BODY_FIELDS = frozenset("KLMPV")  # field lines kept inside the body
+QUARTER_SECONDS = 0.5  # rendered tunes play at 120 quarter notes per minute (normalised tunes have no Q:)
+VELOCITY = 90
+SECTION_BARS = frozenset({"double", "final", "light-light", "light-heavy", "heavy-light", "heavy-heavy"})
 DEFAULT_TUNE_LENGTH = 2000  # characters; longer than nearly every tune in music21's collections
 
 EXAMPLE_TUNES = [
     "X:1\nT:Example Jig\nR:jig\nM:6/8\nL:1/8\nK:D\n"
     "A|dfa afd|gfe dcB|AFA dFA|B2A AFA|\ndfa afd|gfe dcB|AFA ABc|d3 d2:|",
     "X:1\nT:Example Reel\nR:reel\nM:4/4\nL:1/8\nK:G\n"
-    "GABc dBGB|cBAG FDEF|GABc dBGB|AGFA G2 G2:|\ngbgb afdf|gbag fdef|gbgb afdf|agfa g2 g2:|",
+    "|:GABc dBGB|cBAG FDEF|GABc dBGB|AGFA G2 G2:|\n|:gbgb afdf|gbag fdef|gbgb afdf|agfa g2 g2:|",
 ]
 
 
@@ -84,7 +90,7 @@ def normalize_tune(raw: str) -> str | None:
         music = SPACES.sub(" ", QUOTED.sub("", line)).strip()
         if music:
             body.append(music)
-    if key is None or not any(not FIELD.fullmatch(line) for line in body):
+    if key is None or all(FIELD.fullmatch(line) for line in body):
         return None
     header.setdefault("L", [default_unit(header.get("M", [""])[0])])
     fields = ["X:1", *(f"{name}:{value}" for name in HEADER_ORDER for value in header.get(name, [])), f"K:{key}"]
@@ -133,22 +139,81 @@ class Rendering:
 
 @functools.lru_cache(maxsize=32)
 def render(text: str) -> Rendering:
-    """Read an ABC tune with music21 and make its MIDI file. Cached, because the summary line and every
-    writer render the same tune: treat the score as read-only."""
+    """Read an ABC tune with music21 (making its implied start repeats explicit) and make its MIDI file.
+    Cached, because the summary line and every writer render the same tune: treat the score as read-only."""
     import music21
 
     try:
-        score = music21.converter.parse(text, format="abc")
+        with contextlib.redirect_stderr(io.StringIO()):  # music21 prints a line for each token it guesses at
+            score = music21.converter.parse(text, format="abc")
         if isinstance(score, music21.stream.Opus):  # several tunes: the first one
             score = score.scores[0]
         if not score.recurse().notes:
             return Rendering(error="no notes in it")
-        midi = music21.midi.translate.streamToMidiFile(score).writestr()
+        _open_repeats(score)
+        midi = _midi_file(score)
     except Exception as exc:  # music21 raises all kinds of errors on malformed ABC
         lines = str(exc).strip().splitlines()
-        first = lines[0].split(". ")[0] if lines else ""
-        return Rendering(error=f"{type(exc).__name__}: {first}"[:160].rstrip(": "))
+        first = MEMORY_ADDRESS.sub("", lines[0].split(". ")[0]) if lines else ""
+        return Rendering(error=f"{type(exc).__name__}: {first}"[:100].rstrip(": "))
     return Rendering(score, midi)
+
+
+def _open_repeats(score: Any) -> None:
+    """Give every end repeat its start repeat: in ABC a ``:|`` without a ``|:`` goes back to the start of
+    its section (after the last double bar or repeat), where music21 would go back to the start of the
+    tune, again and again in a tune of many such parts."""
+    from music21 import bar
+
+    for part in score.parts:
+        measures = list(part.getElementsByClass("Measure"))
+        start, opened = 0, False
+        for index, measure in enumerate(measures):
+            left, right = measure.leftBarline, measure.rightBarline
+            if isinstance(left, bar.Repeat) and left.direction == "start":
+                start, opened = index, True
+            elif left is not None and left.type in SECTION_BARS and not opened:
+                start = index
+            if isinstance(right, bar.Repeat) and right.direction == "end":
+                if not opened:
+                    measures[start].leftBarline = bar.Repeat(direction="start")
+                start, opened = index + 1, False
+            elif right is not None and right.type in SECTION_BARS:
+                start, opened = index + 1, False
+
+
+def _played_out(score: Any) -> Any:
+    """The score with its repeats expanded, or as written where music21 cannot expand them sensibly (a
+    tune's repeats at most double it)."""
+    try:
+        expanded = score.expandRepeats()
+    except Exception:  # malformed repeats
+        return score
+    return expanded if len(expanded.recurse().notes) <= 2 * len(score.recurse().notes) else score
+
+
+def _midi_file(score: Any) -> bytes:
+    """A score's notes, repeats played out, as a Standard MIDI file (pretty_midi). music21's own MIDI
+    export rejects many irregular tunes that it reads well enough, and some of O'Neill's too."""
+    import pretty_midi
+
+    score = _played_out(score)
+    midi = pretty_midi.PrettyMIDI(initial_tempo=60.0 / QUARTER_SECONDS)
+    meters = score.recurse().getElementsByClass("TimeSignature")
+    if meters:
+        midi.time_signature_changes.append(pretty_midi.TimeSignature(meters[0].numerator, meters[0].denominator, 0))
+    for part in score.parts or [score]:
+        instrument = pretty_midi.Instrument(program=0)
+        for note in part.stripTies().flatten().notes:
+            start, length = float(note.offset) * QUARTER_SECONDS, float(note.quarterLength) * QUARTER_SECONDS
+            if length > 0:  # grace notes have no duration of their own
+                instrument.notes += [
+                    pretty_midi.Note(VELOCITY, pitch.midi, start, start + length) for pitch in note.pitches
+                ]
+        midi.instruments.append(instrument)
+    out = io.BytesIO()
+    midi.write(out)
+    return out.getvalue()
 
 
 def rendered(text: str) -> Rendering:
@@ -165,7 +230,7 @@ def describe_tune(text: str) -> str:
     name = title(text)
     words = [f"'{name}'"] if name else []
     if result.error:
-        return ", ".join([*words, f"does not parse ({result.error})"])
+        return ", ".join([*words, "does not parse"])
     meter = re.search(r"^M:(.*)$", text, flags=re.MULTILINE)
     if meter:
         words.append(meter.group(1))
@@ -178,12 +243,13 @@ def describe_tune(text: str) -> str:
 
 class AbcEncoder(CharEncoder):
     """The character encoder for ABC tunes (folk-rnn): one generated sequence is one tune, START to END.
-    Writes ``.abc`` by default (``--format abc,mid,musicxml`` renders tunes through music21); the
-    summary line says whether each tune parses. ``--length`` caps a tune's characters (default 2000)."""
+    Writes each tune as ``.abc`` and, rendered through music21, ``.mid`` by default (``--format`` also
+    offers ``musicxml`` and ``txt``); the summary line says whether each tune parses, and a tune that
+    does not gets no MIDI file. ``--length`` caps a tune's characters (default 2000)."""
 
     name = "abc"
-    description = "ABC tunes, one character per token (folk-rnn); renders to MIDI and MusicXML"
-    default_format = "abc"
+    description = "ABC tunes, one character per token (folk-rnn); writes .abc and .mid (music21)"
+    default_format = "abc,mid"
     default_length = DEFAULT_TUNE_LENGTH
 
     def summarize(self, item: str) -> str:

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from composer import Categorical, CorpusSource, Encoder, GenerationPlan, Writer, hookimpl
+from composer import Categorical, CorpusSource, Encoder, GenerationPlan, Writer, WriteSkipped, hookimpl
 
 PATTERNS = ["abcabcabcabc", "aabbccaabbcc", "abcdabcdabcd", "cbacbacbacba"]
 
@@ -79,6 +79,13 @@ def write_txt(item, path):
     Path(path).write_text(item + "\n")
 
 
+def write_even(item, path):
+    """A picky format: only items of even length."""
+    if len(item) % 2:
+        raise WriteSkipped("odd length")
+    Path(path).write_text(item)
+
+
 @hookimpl
 def register_encoders(register):
     register(ToyEncoder)
@@ -93,3 +100,4 @@ def register_corpora(register):
 @hookimpl
 def register_writers(register):
     register(Writer("txt", "toy", ".txt", write_txt))
+    register(Writer("even", "toy", ".even", write_even))

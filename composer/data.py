@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
+import heapq
 import json
 import os
 import random
@@ -282,7 +283,10 @@ def split(corpus: Corpus, valid_fraction: float, seed: int, valid_names: list[st
     return train, valid, [f"@tail:{valid_fraction}"]
 
 
-def stream_batches(
+IGNORE = -100  # target of a padded position: no loss
+
+
+def piece_batches(
     sequences: list[list[int]],
     encoder: Encoder,
     batch_size: int,
@@ -291,28 +295,38 @@ def stream_batches(
     augment: bool,
     rank: int = 0,
     world: int = 1,
-) -> torch.Tensor:
-    """One epoch as a tensor [steps, rows, seq_len + 1]: pieces shuffled (and augmented), joined into one
-    stream, cut into ``batch_size * world`` parallel rows read ``seq_len`` tokens at a time (truncated
-    back-propagation through time: the recurrent state carries from one window to the next)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One epoch of training windows: (windows [steps, rows, seq_len + 1], restart [steps, rows]).
+
+    Pieces are shuffled (and augmented) and laid end to end in ``batch_size * world`` rows, balanced by
+    length. Each piece is read ``seq_len`` predictions at a time; the recurrent state carries from one
+    window to the next within a piece (truncated back-propagation through time) and restarts from zero
+    where a piece begins (``restart``), which is how generation starts too. A piece's last window is
+    padded with ``IGNORE``; rank ``r`` of ``world`` takes rows ``r::world``."""
     order = list(range(len(sequences)))
     rng.shuffle(order)
-    parts = [encoder.augment(sequences[i], rng) if augment else sequences[i] for i in order]
-    stream = torch.tensor([t for p in parts for t in p], dtype=torch.long)
     rows = batch_size * world
-    per_row = (len(stream) - 1) // rows
-    steps = per_row // seq_len
-    if steps == 0:
-        # a small corpus: repeat it until one window per row fits
-        reps = (rows * (seq_len + 1)) // max(1, len(stream)) + 1
-        stream = stream.repeat(reps)
-        per_row = (len(stream) - 1) // rows
-        steps = per_row // seq_len
-    used = steps * seq_len
-    grid = torch.stack([stream[r * per_row: r * per_row + used + 1] for r in range(rows)])
-    grid = grid[rank::world]
-    windows = torch.stack([grid[:, i * seq_len: (i + 1) * seq_len + 1] for i in range(steps)])
-    return windows
+    lanes: list[list[list[int]]] = [[] for _ in range(rows)]
+    firsts: list[list[bool]] = [[] for _ in range(rows)]
+    heap = [(0, r) for r in range(rows)]
+    heapq.heapify(heap)
+    for i in order:
+        piece = encoder.augment(sequences[i], rng) if augment else sequences[i]
+        chunks = [piece[s: s + seq_len + 1] for s in range(0, len(piece) - 1, seq_len)]
+        if not chunks:
+            continue
+        length, r = heapq.heappop(heap)
+        lanes[r].extend(chunk + [IGNORE] * (seq_len + 1 - len(chunk)) for chunk in chunks)
+        firsts[r].extend([True] + [False] * (len(chunks) - 1))
+        heapq.heappush(heap, (length + len(chunks), r))
+    steps = max(len(lane) for lane in lanes)
+    blank = [IGNORE] * (seq_len + 1)
+    for lane, first in zip(lanes, firsts):
+        first.extend([True] * (steps - len(lane)))
+        lane.extend([blank] * (steps - len(lane)))
+    windows = torch.tensor(lanes, dtype=torch.long).transpose(0, 1)[:, rank::world]
+    restart = torch.tensor(firsts, dtype=torch.bool).transpose(0, 1)[:, rank::world]
+    return windows.contiguous(), restart.contiguous()
 
 
 def padded_batches(sequences: list[list[int]], batch_size: int, pad: int = 0):

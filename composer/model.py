@@ -94,6 +94,17 @@ def select_state(state: State, index: Tensor) -> State:
     return _map_state(state, lambda t: t.index_select(0, index))
 
 
+def reset_rows(state: State, restart: Tensor) -> State:
+    """The state with the rows where ``restart`` [B] is true back at zero (a new piece begins there)."""
+    keep = ~restart
+
+    def clear(t: Tensor) -> Tensor:
+        rows = keep.view(-1, *([1] * (t.dim() - 1)))
+        return t & rows if t.dtype == torch.bool else t * rows.to(t.dtype)
+
+    return _map_state(state, clear)
+
+
 def detach_state(state: State) -> State:
     """The state cut from the autograd graph (truncated backpropagation through time)."""
     return _map_state(state, Tensor.detach)

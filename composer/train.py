@@ -22,8 +22,8 @@ import torch
 
 from composer import checkpoint
 from composer.api import ComposerError, Encoder
-from composer.data import Corpus, load_corpus, padded_batches, split, stream_batches
-from composer.model import ModelConfig, SequenceModel, detach_state
+from composer.data import IGNORE, Corpus, load_corpus, padded_batches, piece_batches, split
+from composer.model import ModelConfig, SequenceModel, detach_state, reset_rows
 
 
 @dataclass
@@ -228,8 +228,8 @@ class Trainer:
                                       fused=device.type == "cuda")
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
-        steps_per_epoch = stream_batches(train_seqs, encoder, cfg.batch_size, cfg.seq_len,
-                                         random.Random(0), False, self.rank, self.world).shape[0]
+        steps_per_epoch = piece_batches(train_seqs, encoder, cfg.batch_size, cfg.seq_len,
+                                        random.Random(0), False, self.rank, self.world)[0].shape[0]
         total_steps = cfg.epochs * steps_per_epoch
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
@@ -275,9 +275,9 @@ class Trainer:
         try:
             while epoch < cfg.epochs and (not cfg.max_steps or step < cfg.max_steps):
                 self._apply_freezing(model, groups, frozen, epoch)
-                windows = stream_batches(train_seqs, encoder, cfg.batch_size, cfg.seq_len,
-                                         random.Random(cfg.seed * 1_000_003 + epoch), cfg.augment,
-                                         self.rank, self.world)
+                windows, restart = piece_batches(train_seqs, encoder, cfg.batch_size, cfg.seq_len,
+                                                 random.Random(cfg.seed * 1_000_003 + epoch), cfg.augment,
+                                                 self.rank, self.world)
                 model.train()
                 state = None
                 t0, tokens, loss_sum, loss_n = time.time(), 0, 0.0, 0
@@ -288,7 +288,9 @@ class Trainer:
                     if cfg.max_steps and step >= cfg.max_steps:
                         break
                     batch = windows[b].to(device, non_blocking=True)
-                    x, y = batch[:, :-1], batch[:, 1:]
+                    x, y = batch[:, :-1].clamp(min=0), batch[:, 1:]
+                    if state is not None:
+                        state = reset_rows(state, restart[b].to(device))
                     factor = lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
                     for group in optimizer.param_groups:
                         group["lr"] = cfg.lr * group["scale"] * factor
@@ -306,7 +308,7 @@ class Trainer:
                     if not math.isfinite(loss):
                         raise ComposerError(f"training diverged at step {step} (loss {loss}); try a lower --lr")
                     loss_sum, loss_n = loss_sum + loss, loss_n + 1
-                    tokens += x.numel() * self.world
+                    tokens += int((y != IGNORE).sum()) * self.world
                     if bar is not None:
                         rate = tokens / max(1e-9, time.time() - t0)
                         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False)

@@ -3,7 +3,7 @@ import random
 import pytest
 
 from composer import ComposerError, plugins
-from composer.data import load_corpus, resolve, split, stream_batches
+from composer.data import IGNORE, load_corpus, piece_batches, resolve, split
 
 
 def toy_encoder():
@@ -71,12 +71,23 @@ def test_small_corpus_validates_on_the_tail_of_each_piece(toy, tmp_path):
     assert split(corpus, 0.5, seed=3, valid_names=names)[1] == valid
 
 
-def test_stream_batches_cover_rows_and_shift_by_one(toy):
-    seqs = [list(range(100)), list(range(100, 180))]
+def test_piece_batches_restart_the_state_where_each_piece_begins(toy):
+    seqs = [list(range(100)), list(range(100, 130)), list(range(200, 212))]
     enc = toy_encoder()
-    windows = stream_batches(seqs, enc, batch_size=3, seq_len=10, rng=random.Random(0), augment=False)
-    assert windows.shape == (5, 3, 11)
-    for row in range(3):  # consecutive windows continue the same stream (state carries across them)
-        assert windows[0, row, -1] == windows[1, row, 0]
-    shard = stream_batches(seqs, enc, batch_size=3, seq_len=10, rng=random.Random(0), augment=False, rank=1, world=2)
-    assert shard.shape[1] == 3
+    windows, restart = piece_batches(seqs, enc, batch_size=2, seq_len=10, rng=random.Random(0), augment=False)
+    assert windows.shape[1:] == (2, 11) and restart.shape == windows.shape[:2]
+    seen = []
+    for row in range(2):
+        for step in range(windows.shape[0]):
+            w = windows[step, row]
+            real = w[w != IGNORE].tolist()
+            if restart[step, row] and real:
+                seen.append(real[0])  # a piece starts here, from its first token
+            if step + 1 < windows.shape[0] and not restart[step + 1, row]:
+                assert windows[step + 1, row, 0] == w[-1]  # the next window continues this one
+    assert sorted(seen) == [0, 100, 200]
+    predicted = sorted(t for w in windows.reshape(-1, 11) for t in w[1:].tolist() if t != IGNORE)
+    assert predicted == sorted(t for s in seqs for t in s[1:])  # every token but a piece's first is a target
+    shard, shard_restart = piece_batches(seqs, enc, batch_size=2, seq_len=10, rng=random.Random(0), augment=False,
+                                         rank=1, world=2)
+    assert shard.shape[1] == 2 and shard_restart.shape[1] == 2

@@ -303,3 +303,15 @@ def test_single_step_fast_path_matches_the_sequence_kernel(cell):
             out, state = model.step(x[:, t], state)
             outs.append(out)
     assert torch.allclose(torch.stack(outs, 1), full, atol=1e-5)
+
+
+def test_reset_rows_zeroes_only_the_chosen_rows():
+    from composer.model import reset_rows
+
+    model = SequenceModel(ModelConfig(vocab_size=7, layers=2, hidden_size=8, embedding_size=4, attention=3))
+    _, state = model.step(torch.tensor([1, 2, 3]), None)
+    cleared = reset_rows(state, torch.tensor([False, True, False]))
+    for layer, before in zip(cleared.layers, state.layers):
+        for t, b in zip(layer, before):
+            assert torch.equal(t[1], torch.zeros_like(t[1])) and torch.equal(t[0], b[0]) and torch.equal(t[2], b[2])
+    assert not cleared.window_mask[1].any() and torch.equal(cleared.window_mask[0], state.window_mask[0])

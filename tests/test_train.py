@@ -68,8 +68,11 @@ def test_max_steps_then_resume_continues_from_the_saved_step(toy, toy_corpus, tm
     state = checkpoint.load_state(out / "state.pt")
     assert state["step"] == 5
     resumed = train(tiny_config(toy_corpus, out, epochs=4), plugins.get_registry(), resume=True)
-    steps_per_epoch = resumed.result["steps"] // 4
-    assert resumed.result["steps"] == 4 * steps_per_epoch and resumed.result["epochs"] == 4
+    assert resumed.result["epochs"] == 4
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["epoch"], m["step"]) for m in metrics][0] == (0, 5)  # the stopped run, mid-epoch
+    assert [m["epoch"] for m in metrics[1:]] == [1, 2, 3, 4]
+    assert metrics[1]["step"] > 5 and metrics[-1]["step"] == resumed.result["steps"]
 
 
 def test_resume_without_a_run_is_a_clear_error(toy, toy_corpus, tmp_path):

@@ -298,30 +298,40 @@ def piece_batches(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One epoch of training windows: (windows [steps, rows, seq_len + 1], restart [steps, rows]).
 
-    Pieces are shuffled (and augmented) and laid end to end in ``batch_size * world`` rows, balanced by
-    length. Each piece is read ``seq_len`` predictions at a time; the recurrent state carries from one
-    window to the next within a piece (truncated back-propagation through time) and restarts from zero
-    where a piece begins (``restart``), which is how generation starts too. A piece's last window is
-    padded with ``IGNORE``; rank ``r`` of ``world`` takes rows ``r::world``."""
-    order = list(range(len(sequences)))
-    rng.shuffle(order)
+    Pieces are (augmented,) spread over ``batch_size * world`` rows so that the rows are about equally
+    long, and shuffled within each row. Each piece is read ``seq_len`` predictions at a time; the
+    recurrent state carries from one window to the next within a piece (truncated back-propagation
+    through time) and restarts from zero where a piece begins (``restart``), which is how generation
+    starts too. A piece's last window is padded with ``IGNORE``; the epoch ends when half the rows have
+    run out; rank ``r`` of ``world`` takes rows ``r::world``."""
     rows = batch_size * world
-    lanes: list[list[list[int]]] = [[] for _ in range(rows)]
-    firsts: list[list[bool]] = [[] for _ in range(rows)]
+    pieces = [encoder.augment(seq, rng) if augment else seq for seq in sequences]
+    chunked = [[p[s: s + seq_len + 1] for s in range(0, len(p) - 1, seq_len)] for p in pieces]
+    order = list(range(len(chunked)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: -len(chunked[i]))  # longest first onto the emptiest row: rows end together
+    assigned: list[list[int]] = [[] for _ in range(rows)]
     heap = [(0, r) for r in range(rows)]
-    heapq.heapify(heap)
     for i in order:
-        piece = encoder.augment(sequences[i], rng) if augment else sequences[i]
-        chunks = [piece[s: s + seq_len + 1] for s in range(0, len(piece) - 1, seq_len)]
-        if not chunks:
+        if not chunked[i]:
             continue
         length, r = heapq.heappop(heap)
-        lanes[r].extend(chunk + [IGNORE] * (seq_len + 1 - len(chunk)) for chunk in chunks)
-        firsts[r].extend([True] + [False] * (len(chunks) - 1))
-        heapq.heappush(heap, (length + len(chunks), r))
-    steps = max(len(lane) for lane in lanes)
+        assigned[r].append(i)
+        heapq.heappush(heap, (length + len(chunked[i]), r))
+    lanes: list[list[list[int]]] = [[] for _ in range(rows)]
+    firsts: list[list[bool]] = [[] for _ in range(rows)]
+    for r, mine in enumerate(assigned):
+        rng.shuffle(mine)
+        for i in mine:
+            lanes[r].extend(chunk + [IGNORE] * (seq_len + 1 - len(chunk)) for chunk in chunked[i])
+            firsts[r].extend([True] + [False] * (len(chunked[i]) - 1))
+    # Windows where most rows have run out would be updates from a handful of tokens: leave them out
+    # (the pieces come round again, in other places, next epoch).
+    lengths = sorted(len(lane) for lane in lanes)
+    steps = max(1, lengths[len(lengths) // 2])
     blank = [IGNORE] * (seq_len + 1)
     for lane, first in zip(lanes, firsts):
+        del lane[steps:], first[steps:]
         first.extend([True] * (steps - len(lane)))
         lane.extend([blank] * (steps - len(lane)))
     windows = torch.tensor(lanes, dtype=torch.long).transpose(0, 1)[:, rank::world]

@@ -72,7 +72,7 @@ def test_small_corpus_validates_on_the_tail_of_each_piece(toy, tmp_path):
 
 
 def test_piece_batches_restart_the_state_where_each_piece_begins(toy):
-    seqs = [list(range(100)), list(range(100, 130)), list(range(200, 212))]
+    seqs = [list(range(100)), list(range(100, 130)), list(range(200, 212)), list(range(300, 390))]
     enc = toy_encoder()
     windows, restart = piece_batches(seqs, enc, batch_size=2, seq_len=10, rng=random.Random(0), augment=False)
     assert windows.shape[1:] == (2, 11) and restart.shape == windows.shape[:2]
@@ -85,9 +85,16 @@ def test_piece_batches_restart_the_state_where_each_piece_begins(toy):
                 seen.append(real[0])  # a piece starts here, from its first token
             if step + 1 < windows.shape[0] and not restart[step + 1, row]:
                 assert windows[step + 1, row, 0] == w[-1]  # the next window continues this one
-    assert sorted(seen) == [0, 100, 200]
+    assert sorted(seen) == [0, 100, 200, 300]  # rows of 10 + 2 and 9 + 3 windows: all fit
     predicted = sorted(t for w in windows.reshape(-1, 11) for t in w[1:].tolist() if t != IGNORE)
     assert predicted == sorted(t for s in seqs for t in s[1:])  # every token but a piece's first is a target
     shard, shard_restart = piece_batches(seqs, enc, batch_size=2, seq_len=10, rng=random.Random(0), augment=False,
                                          rank=1, world=2)
     assert shard.shape[1] == 2 and shard_restart.shape[1] == 2
+
+
+def test_piece_batches_end_the_epoch_before_rows_run_dry(toy):
+    seqs = [list(range(1000))] + [list(range(50)) for _ in range(7)]
+    windows, _ = piece_batches(seqs, toy_encoder(), batch_size=4, seq_len=10, rng=random.Random(0), augment=False)
+    active = (windows[:, :, 1:] != IGNORE).any(-1).sum(-1)
+    assert (active >= 2).all()  # never an update from fewer than half the rows

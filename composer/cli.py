@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from composer import __version__
 from composer.api import ComposerError, WriteSkipped

@@ -319,7 +319,7 @@ class Trainer:
                     bar.close()
                 start_batch = 0
                 seconds = time.time() - t0
-                last_train_loss = loss_sum / max(1, loss_n)
+                last_train_loss = loss_sum / loss_n if loss_n else math.nan  # nan: resumed at an epoch's end
                 finished_epoch = not (cfg.max_steps and step >= cfg.max_steps and b < windows.shape[0] - 1)
                 total, count, acc = evaluate_nll(model, valid_seqs, device, precision)
                 valid_loss = total / max(1, count)
@@ -329,7 +329,8 @@ class Trainer:
                 elif finished_epoch:
                     bad_epochs += 1
                 epoch += 1 if finished_epoch else 0
-                metrics = {"epoch": epoch, "step": step, "train_loss": round(last_train_loss, 5),
+                train_loss = round(last_train_loss, 5) if loss_n else None
+                metrics = {"epoch": epoch, "step": step, "train_loss": train_loss,
                            "valid_loss": round(valid_loss, 5), "valid_accuracy": round(acc, 4),
                            "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": round(tokens / max(seconds, 1e-9)),
                            "seconds": round(seconds, 2)}

@@ -25,7 +25,7 @@ def test_entry_point_plugin_is_discovered_with_its_distribution(toy):
     info = plugins.get_registry().plugins["composer-toy"]
     assert info.error == "" and info.source == "composer-toy" and info.version == "1.0"
     assert info.provides["encoders"] == ["toy"]
-    assert info.provides["writers"] == ["toy/txt"]
+    assert info.provides["writers"] == ["toy/txt", "toy/even"]
 
 
 def test_plugin_that_raises_on_import_is_reported_and_others_work(tmp_path, monkeypatch, toy):

@@ -246,10 +246,7 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            ddp = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
-            assert isinstance(ddp, DistributedDataParallel)
+            ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
         n_params = sum(p.numel() for p in model.parameters())
         self.say(

@@ -142,8 +142,9 @@ def evaluate_nll(model: SequenceModel, sequences: list[list[int]], device: torch
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, registry: Any, log: Any = None):
+    def __init__(self, config: TrainConfig, registry: Any, log: Any = None, resume: bool = False):
         self.config = config
+        self.resume = resume  # continue the run saved in the output folder
         self.registry = registry
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
@@ -183,8 +184,7 @@ class Trainer:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         precision = pick_precision(cfg.precision, device)
-        resume_path = self.out / "state.pt"
-        resume = checkpoint.load_state(resume_path) if getattr(self, "resume", False) else None
+        resume = checkpoint.load_state(self.out / "state.pt") if self.resume else None
         if resume is not None:
             saved = TrainConfig.from_dict(json.loads(resume["config"]))
             cfg = self.config = dataclasses.replace(
@@ -459,7 +459,6 @@ def _head_fields(encoder: Encoder) -> dict:
 
 
 def train(config: TrainConfig, registry: Any, resume: bool = False) -> Trainer:
-    trainer = Trainer(config, registry)
-    trainer.resume = resume
+    trainer = Trainer(config, registry, resume=resume)
     trainer.run()
     return trainer

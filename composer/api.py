@@ -91,6 +91,7 @@ class Encoder:
     needs_fit: ClassVar[bool] = False  # True: fit() builds state from the whole corpus before encode()
     default_format: ClassVar[str] = ""  # writer used when --format is not given
     length_unit: ClassVar[str] = "tokens"  # what --length counts: "bars", "characters", ...
+    generation_options: ClassVar[tuple[str, ...]] = ()  # requests generation_plan takes (-O on `sample`)
 
     @dataclass
     class Options:

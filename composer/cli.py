@@ -384,6 +384,16 @@ class Session:
         self.model, self.encoder, self.meta = load_model(path, reg, self.device)
         self.defaults = {**self.meta.get("sampler_defaults", {}), **self.defaults}
 
+    def requests(self, options: tuple[tuple[str, str], ...]) -> dict[str, str]:
+        """``-O`` generation requests, checked against what the encoder takes."""
+        values = plugin_options(options)
+        known = self.encoder.generation_options
+        unknown = [key for key in values if key not in known]
+        if unknown:
+            raise ComposerError(f"unknown option '{unknown[0]}' for generating with {self.encoder.name} "
+                                f"(known: {', '.join(known) or 'none'})")
+        return values
+
     def sampler(self, name: str | None, temperature, top_k, top_p) -> tuple[Any, dict]:
         name = name or self.defaults.get("sampler", "temperature")
         opts = {"temperature": temperature if temperature is not None else self.defaults.get("temperature", 1.0)}
@@ -494,7 +504,7 @@ def sample(style, checkpoint, n, seed, temperature, sampler, top_k, top_p, outpu
         primer_tokens = session.encoder.primer(prime_text.replace("\\n", "\n"))
     if length is None:
         length = session.defaults.get("length")
-    plan = session.encoder.generation_plan(length=length, **plugin_options(options))
+    plan = session.encoder.generation_plan(length=length, **session.requests(options))
     generate_and_write(session, plan, n=n, seed=seed, sampler=sampler, temperature=temperature, top_k=top_k,
                        top_p=top_p, formats=formats, output_dir=output_dir, primer=primer_tokens, stem=session.name)
 
@@ -519,7 +529,7 @@ def harmonize(melody_file, melody_text, style, checkpoint, n, seed, temperature,
         raise ComposerError("give a melody: a file argument or --melody, not both")
     session = Session(style, checkpoint, device)
     melody = Path(melody_file) if melody_file else melody_text
-    plan = session.encoder.generation_plan(melody=melody, **plugin_options(options))
+    plan = session.encoder.generation_plan(melody=melody, **session.requests(options))
     if plan.constraint is None:
         raise ComposerError(f"the {session.encoder.name} encoder cannot harmonize a melody")
     generate_and_write(session, plan, n=n, seed=seed, sampler=sampler, temperature=temperature, top_k=top_k,

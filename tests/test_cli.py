@@ -33,11 +33,27 @@ def test_missing_checkpoint_and_bad_corpus_are_one_line_errors(toy, tmp_path):
         ["train", "--encoder", "toy", "--corpus", str(tmp_path), "-o", str(tmp_path / "o")],
         ["train", "--encoder", "toy", "--corpus", str(tmp_path), "-O", "colour", "red"],
     ]
+
     for args in cases:
         result = run_cli(args, env=toy)
         assert result.returncode != 0, args
         assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
         assert "Traceback" not in result.stderr
+    run = run_cli(["train", "--encoder", "toy", "--corpus", str(toy_corpus_dir(tmp_path)), "-o", str(tmp_path / "r"),
+                   "--epochs", "1", "--layers", "1", "--hidden-size", "8", "--workers", "1"], env=toy)
+    assert run.returncode == 0, run.stderr
+    sample = run_cli(["sample", "--checkpoint", str(tmp_path / "r" / "model.safetensors"), "-O", "colour", "red"],
+                     env=toy)
+    assert sample.returncode == 1
+    assert sample.stderr.strip() == "Error: unknown option 'colour' for generating with toy (known: none)"
+
+
+def toy_corpus_dir(tmp_path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.toy").write_text("abcabc\n")
+    return folder
 
 
 def test_debug_shows_the_traceback():

@@ -38,6 +38,7 @@ class PolyphonyEncoder(Encoder):
     modality = "midi"
     default_format = "mid"
     length_unit = "bars"
+    generation_options = ("melody",)
     description = "quantized polyphony (Polyphony RNN): notes per 16th step, highest first; SATB voices"
 
     @dataclass

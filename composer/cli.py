@@ -163,8 +163,8 @@ def info(target: str, as_json: bool) -> None:
         best = prov.get("best_valid_loss")
         lines += [
             f"corpus       {prov.get('corpus')} ({prov.get('sequences')} sequences, hash {prov.get('corpus_hash')})",
-            f"trained      {prov.get('epochs')} epochs, {prov.get('steps')} steps, "
-            f"best valid loss {best:.4f} nats/token" if best is not None else "trained      -",
+            f"trained      {prov.get('epochs')} epochs, {prov.get('steps')} steps, best valid loss "
+            + (f"{best:.4f} nats/token" if best is not None else "-"),
             f"made         {prov.get('date')} by composer {prov.get('project_version')}",
             f"parent       {prov.get('parent') or '-'}",
         ]
@@ -536,7 +536,7 @@ def harmonize(melody_file, melody_text, style, checkpoint, n, seed, temperature,
                        top_p=top_p, formats=formats, output_dir=output_dir, primer=[], stem=f"{session.name}-harmony")
 
 
-def held_out(session: Session, corpus_source: str | None, workers: int | None) -> tuple[list, str, Any]:
+def held_out(session: Session, corpus_source: str | None, workers: int | None) -> tuple[list, str]:
     """The sequences to score: the recorded held-out split when the corpus is the training corpus."""
     from composer.data import load_corpus, split
 
@@ -550,8 +550,8 @@ def held_out(session: Session, corpus_source: str | None, workers: int | None) -
     corpus = load_corpus(source, session.encoder, session.registry.corpora, fitted=True, workers=workers)
     if source == prov.get("corpus") and valid:
         _, sequences, _ = split(corpus, 0.1, 0, valid_names=valid)
-        return sequences, f"{source}, the held-out split recorded in the checkpoint", corpus
-    return corpus.sequences, f"{source}, all of it", corpus
+        return sequences, f"{source}, the held-out split recorded in the checkpoint"
+    return corpus.sequences, f"{source}, all of it"
 
 
 @cli.command()
@@ -579,7 +579,7 @@ def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, device)
 
     session = Session(style, checkpoint, device)
     encoder = session.encoder
-    sequences, which, _ = held_out(session, corpus, workers)
+    sequences, which = held_out(session, corpus, workers)
     total, count, accuracy = evaluate_nll(session.model, sequences, session.device, "fp32")
     steps = sum(encoder.steps(seq) for seq in sequences)
     results: dict[str, Any] = {

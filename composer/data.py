@@ -257,24 +257,25 @@ def split(corpus: Corpus, valid_fraction: float, seed: int, valid_names: list[st
     With ``valid_names`` (a resumed run, or an evaluation of a checkpoint) the recorded split is used.
     A corpus of fewer than 10 pieces is split inside each piece: the last part of every piece validates.
     """
-    n = len(corpus.sequences)
-    if valid_names is not None and valid_names and valid_names[0].startswith("@tail:"):
-        valid_fraction = float(valid_names[0].split(":", 1)[1])
-        valid_names = None
-        n = 0
+    if valid_names and valid_names[0].startswith("@tail:"):
+        return _tail_split(corpus, float(valid_names[0].split(":", 1)[1]))
     if valid_names is not None:
         chosen = set(valid_names)
         train = [s for s, name in zip(corpus.sequences, corpus.names) if name not in chosen]
         valid = [s for s, name in zip(corpus.sequences, corpus.names) if name in chosen]
         return train, valid, list(valid_names)
-    if n >= 10:
-        order = list(range(len(corpus.sequences)))
-        random.Random(seed).shuffle(order)
-        k = max(1, round(len(order) * valid_fraction))
-        valid_idx = set(order[:k])
-        train = [s for i, s in enumerate(corpus.sequences) if i not in valid_idx]
-        valid = [s for i, s in enumerate(corpus.sequences) if i in valid_idx]
-        return train, valid, [corpus.names[i] for i in sorted(valid_idx)]
+    if len(corpus.sequences) < 10:
+        return _tail_split(corpus, valid_fraction)
+    order = list(range(len(corpus.sequences)))
+    random.Random(seed).shuffle(order)
+    valid_idx = set(order[: max(1, round(len(order) * valid_fraction))])
+    train = [s for i, s in enumerate(corpus.sequences) if i not in valid_idx]
+    valid = [s for i, s in enumerate(corpus.sequences) if i in valid_idx]
+    return train, valid, [corpus.names[i] for i in sorted(valid_idx)]
+
+
+def _tail_split(corpus: Corpus, valid_fraction: float):
+    """The last ``valid_fraction`` of every piece validates (recorded as ``@tail:FRACTION``)."""
     train, valid = [], []
     for seq in corpus.sequences:
         cut = max(2, int(len(seq) * (1 - valid_fraction)))

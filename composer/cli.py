@@ -185,7 +185,7 @@ def resolve_checkpoint(target: str) -> Path:
 
 TRAIN_FLAGS = {  # CLI flag -> (TrainConfig key, or model.<key>)
     "encoder": "encoder", "corpus": "corpus", "output": "output", "valid_corpus": "valid_corpus",
-    "valid_fraction": "valid_fraction", "epochs": "epochs", "max_steps": "max_steps",
+    "valid_fraction": "valid_fraction", "epochs": "epochs", "max_steps": "max_steps", "eval_every": "eval_every",
     "batch_size": "batch_size", "seq_len": "seq_len", "lr": "lr", "warmup_steps": "warmup_steps",
     "patience": "patience", "seed": "seed", "device": "device", "precision": "precision",
     "workers": "workers", "description": "description",
@@ -206,6 +206,9 @@ def build_train_config(config_file: str | None, flags: dict[str, Any], options: 
             raise ComposerError(f"config file not found: {config_file}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ComposerError(f"{config_file} is not valid TOML: {exc}") from None
+    for key in ("corpus", "valid_corpus"):
+        if isinstance(values.get(key), list):  # a TOML list of sources is the same as one comma-joined string
+            values[key] = ",".join(str(part) for part in values[key])
     values.setdefault("model", {})
     values.setdefault("encoder_options", {})
     for flag, key in TRAIN_FLAGS.items():
@@ -230,6 +233,7 @@ def train_options(f):
         click.option("--valid-fraction", type=float, help="Held-out fraction (default 0.1)."),
         click.option("--epochs", type=int, help="Epochs (default 10)."),
         click.option("--max-steps", type=int, help="Stop after this many optimizer steps."),
+        click.option("--eval-every", type=int, help="Also validate every N steps inside an epoch (default: at epoch ends)."),
         click.option("--batch-size", type=int, help="Rows per batch (default 32)."),
         click.option("--seq-len", type=int, help="Tokens per window (truncated BPTT; default 128)."),
         click.option("--lr", type=float, help="Peak learning rate (default 2e-3)."),

@@ -53,9 +53,19 @@ class Corpus:
 
 
 def resolve(source: str, modality: str, corpora: dict[str, CorpusSource]) -> list[tuple[CorpusSource, str]]:
-    """The (source, reference) pairs a corpus string stands for; ``A,B`` joins several sources."""
+    """The (source, reference) pairs a corpus string stands for. ``A,B`` joins several sources and
+    ``A,-B`` leaves out of A what B stands for (``music21:all,-music21:beethoven``)."""
     if "," in source and not Path(source).expanduser().exists():
-        return [pair for part in source.split(",") if part.strip() for pair in resolve(part.strip(), modality, corpora)]
+        parts = [part.strip() for part in source.split(",") if part.strip()]
+        if not parts or parts[0].startswith("-"):
+            raise ComposerError(f"corpus '{source}' starts with an exclusion; name what to include first")
+        excluded = {ref for part in parts if part.startswith("-")
+                    for _, ref in resolve(part[1:].strip(), modality, corpora)}
+        pairs = [pair for part in parts if not part.startswith("-") for pair in resolve(part, modality, corpora)]
+        pairs = [pair for pair in pairs if pair[1] not in excluded]
+        if not pairs:
+            raise ComposerError(f"corpus '{source}' is empty once its exclusions are left out")
+        return pairs
     prefix, sep, rest = source.partition(":")
     if sep and prefix in corpora and corpora[prefix].list is not None and len(prefix) > 1:
         src = corpora[prefix]
@@ -287,6 +297,23 @@ def _tail_split(corpus: Corpus, valid_fraction: float):
 IGNORE = -100  # target of a padded position: no loss
 
 
+def _cut_longest(chunked: list[list], target: int) -> list[list]:
+    """Halve the longest pieces (lists of windows) until there are ``target`` of them or none can be cut."""
+    pieces = [c for c in chunked if c]
+    if len(pieces) >= target:
+        return chunked
+    heap = [(-len(c), k) for k, c in enumerate(pieces)]
+    heapq.heapify(heap)
+    while len(pieces) < target and heap and -heap[0][0] >= 2:
+        _, k = heapq.heappop(heap)
+        whole = pieces[k]
+        pieces[k], rest = whole[: len(whole) // 2], whole[len(whole) // 2:]
+        pieces.append(rest)
+        heapq.heappush(heap, (-len(pieces[k]), k))
+        heapq.heappush(heap, (-len(rest), len(pieces) - 1))
+    return pieces
+
+
 def piece_batches(
     sequences: list[list[int]],
     encoder: Encoder,
@@ -304,10 +331,15 @@ def piece_batches(
     recurrent state carries from one window to the next within a piece (truncated back-propagation
     through time) and restarts from zero where a piece begins (``restart``), which is how generation
     starts too. A piece's last window is padded with ``IGNORE``; the epoch ends when half the rows have
-    run out; rank ``r`` of ``world`` takes rows ``r::world``."""
+    run out; rank ``r`` of ``world`` takes rows ``r::world``.
+
+    A small corpus (fewer than four pieces per row) would leave rows empty and never reach the ends of
+    its longest pieces, so its longest pieces are cut in halves at window boundaries until there are
+    four segments per row; each segment starts from a zero state, like a piece."""
     rows = batch_size * world
     pieces = [encoder.augment(seq, rng) if augment else seq for seq in sequences]
     chunked = [[p[s: s + seq_len + 1] for s in range(0, len(p) - 1, seq_len)] for p in pieces]
+    chunked = _cut_longest(chunked, 4 * rows)
     order = list(range(len(chunked)))
     rng.shuffle(order)
     order.sort(key=lambda i: -len(chunked[i]))  # longest first onto the emptiest row: rows end together

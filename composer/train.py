@@ -51,6 +51,7 @@ class TrainConfig:
     precision: str = "auto"
     workers: int = 0  # corpus-reading processes; 0: one per core
     save_every: int = 200  # steps between resume-state writes
+    eval_every: int = 0  # steps between validations inside an epoch (0: only at each epoch's end)
     description: str = ""
     sampler_defaults: dict = field(default_factory=dict)
     # fine-tuning
@@ -269,6 +270,34 @@ class Trainer:
         interrupted = False
         previous_term = _raise_on_sigterm()
         last_train_loss = math.nan
+        started = time.time()
+        epoch_improved = False
+
+        def validate(loss_sum: float, loss_n: int, tokens: int, seconds: float) -> tuple[float, bool]:
+            """Validate, log a metrics line and keep the model if it is the best so far."""
+            nonlocal best, epoch_improved
+            total, count, acc = evaluate_nll(model, valid_seqs, device, precision)
+            valid_loss = total / max(1, count)
+            improved = valid_loss < best - 1e-4
+            if improved:
+                best, epoch_improved = valid_loss, True
+            train_loss = loss_sum / loss_n if loss_n else math.nan  # nan: resumed at an epoch's end
+            metrics = {"epoch": epoch, "step": step, "train_loss": round(train_loss, 5) if loss_n else None,
+                       "valid_loss": round(valid_loss, 5), "valid_accuracy": round(acc, 4),
+                       "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": round(tokens / max(seconds, 1e-9)),
+                       "seconds": round(seconds, 2), "elapsed": round(time.time() - started, 2)}
+            if self.is_main:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                self.say(
+                    f"epoch {epoch}/{cfg.epochs} step {step}: train {train_loss:.4f} valid "
+                    f"{valid_loss:.4f} (acc {acc:.3f}){' *' if improved else ''}; "
+                    f"{metrics['tokens_per_s']:,} tokens/s"
+                )
+                self.registry.pm.hook.on_epoch_end(metrics=metrics)
+                if improved:
+                    self._save_model(ctx, step, epoch, best)
+            return train_loss, improved
         try:
             while epoch < cfg.epochs and (not cfg.max_steps or step < cfg.max_steps):
                 self._apply_freezing(model, groups, frozen, epoch)
@@ -277,6 +306,7 @@ class Trainer:
                                                  self.rank, self.world)
                 model.train()
                 state = None
+                epoch_improved = False
                 t0, tokens, loss_sum, loss_n = time.time(), 0, 0.0, 0
                 bar = self._bar(epoch, windows.shape[0], start_batch)
                 for b in range(windows.shape[0]):
@@ -310,38 +340,23 @@ class Trainer:
                         rate = tokens / max(1e-9, time.time() - t0)
                         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
                         bar.update()
+                    last = b == windows.shape[0] - 1 or (cfg.max_steps and step >= cfg.max_steps)
+                    if cfg.eval_every and step % cfg.eval_every == 0 and not last:  # the end validates anyway
+                        validate(loss_sum, loss_n, tokens, time.time() - t0)
                     if self.is_main and cfg.save_every and step % cfg.save_every == 0:
                         self._save_state(ctx, step, epoch, b + 1, best, bad_epochs)
                 if bar is not None:
                     bar.close()
                 start_batch = 0
                 seconds = time.time() - t0
-                last_train_loss = loss_sum / loss_n if loss_n else math.nan  # nan: resumed at an epoch's end
                 finished_epoch = not (cfg.max_steps and step >= cfg.max_steps and b < windows.shape[0] - 1)
-                total, count, acc = evaluate_nll(model, valid_seqs, device, precision)
-                valid_loss = total / max(1, count)
-                improved = valid_loss < best - 1e-4
-                if improved:
-                    best, bad_epochs = valid_loss, 0
+                epoch += 1 if finished_epoch else 0
+                last_train_loss, _ = validate(loss_sum, loss_n, tokens, seconds)
+                if epoch_improved:
+                    bad_epochs = 0
                 elif finished_epoch:
                     bad_epochs += 1
-                epoch += 1 if finished_epoch else 0
-                train_loss = round(last_train_loss, 5) if loss_n else None
-                metrics = {"epoch": epoch, "step": step, "train_loss": train_loss,
-                           "valid_loss": round(valid_loss, 5), "valid_accuracy": round(acc, 4),
-                           "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": round(tokens / max(seconds, 1e-9)),
-                           "seconds": round(seconds, 2)}
                 if self.is_main:
-                    with open(metrics_path, "a") as f:
-                        f.write(json.dumps(metrics) + "\n")
-                    self.say(
-                        f"epoch {epoch}/{cfg.epochs} step {step}: train {last_train_loss:.4f} valid "
-                        f"{valid_loss:.4f} (acc {acc:.3f}){' *' if improved else ''}; "
-                        f"{metrics['tokens_per_s']:,} tokens/s"
-                    )
-                    self.registry.pm.hook.on_epoch_end(metrics=metrics)
-                    if improved:
-                        self._save_model(ctx, step, epoch, best)
                     self._save_state(ctx, step, epoch, 0, best, bad_epochs)
                 if cfg.patience and bad_epochs >= cfg.patience:
                     stopped_early = True

@@ -103,6 +103,18 @@ def test_interrupt_saves_state_and_resume_finishes(toy, toy_corpus, tmp_path, si
     assert "at epoch" in result.stderr and f"step {saved}" in result.stderr
 
 
+def test_eval_every_validates_inside_epochs_and_keeps_the_best(toy, toy_corpus, tmp_path):
+    trainer = train(tiny_config(toy_corpus, tmp_path / "r", epochs=2, eval_every=3), plugins.get_registry())
+    metrics = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    steps = [m["step"] for m in metrics]
+    per_epoch = trainer.result["steps"] // 2
+    assert len(metrics) > 2 and all(s % 3 == 0 for s in steps if s not in (per_epoch, 2 * per_epoch))
+    assert [m["epoch"] for m in metrics if m["step"] < per_epoch] == [0] * sum(s < per_epoch for s in steps)
+    assert all(m["elapsed"] >= 0 for m in metrics) and steps == sorted(steps)
+    best = checkpoint.read_meta(tmp_path / "r" / "model.safetensors")["provenance"]["best_valid_loss"]
+    assert best == pytest.approx(min(m["valid_loss"] for m in metrics), abs=1e-4)
+
+
 def test_unknown_training_setting_in_config_file_is_an_error(toy, tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('encoder = "toy"\nlearning_rate = 3\n')
@@ -119,3 +131,5 @@ def test_config_file_and_flags_combine(toy, toy_corpus, tmp_path):
     config = build_train_config(str(cfg), {"epochs": 2, "hidden_size": 64}, {"lowercase": "true"})
     assert config.epochs == 2 and config.model == {"layers": 3, "hidden_size": 64}
     assert config.encoder_options == {"lowercase": "true"} and config.output == os.path.join("runs", "c")
+    cfg.write_text(f'encoder = "toy"\ncorpus = ["{toy_corpus}", "-{toy_corpus / "1*.toy"}"]\n')
+    assert build_train_config(str(cfg), {}, {}).corpus == f"{toy_corpus},-{toy_corpus / '1*.toy'}"

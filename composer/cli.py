@@ -233,7 +233,7 @@ def train_options(f):
         click.option("--valid-fraction", type=float, help="Held-out fraction (default 0.1)."),
         click.option("--epochs", type=int, help="Epochs (default 10)."),
         click.option("--max-steps", type=int, help="Stop after this many optimizer steps."),
-        click.option("--eval-every", type=int, help="Also validate every N steps inside an epoch (default: at epoch ends)."),
+        click.option("--eval-every", type=int, help="Also validate every N steps (default: at epoch ends)."),
         click.option("--batch-size", type=int, help="Rows per batch (default 32)."),
         click.option("--seq-len", type=int, help="Tokens per window (truncated BPTT; default 128)."),
         click.option("--lr", type=float, help="Peak learning rate (default 2e-3)."),

@@ -296,6 +296,7 @@ FINETUNE_FLAGS = {"freeze_embedding": "freeze_embedding", "freeze_layers": "free
 @click.option("--from", "parent", required=True, help="The style or checkpoint to start from.")
 @click.option("--name", required=True, help="Name of the new style.")
 @train_options
+@click.option("--dropout", type=float, help="Dropout while fine-tuning (default: the parent's).")
 @click.option("--freeze-embedding", is_flag=True, default=None, help="Keep the input embedding fixed.")
 @click.option("--freeze-layers", type=int, help="Keep the lowest K recurrent layers fixed.")
 @click.option("--layer-lr-decay", type=float,

@@ -169,6 +169,10 @@ class Trainer:
                 raise ComposerError(
                     f"the parent checkpoint uses encoder '{encoder.name}', not '{cfg.encoder}'"
                 )
+            changed = sorted(k for k, v in cfg.model.items() if k != "dropout" and parent.meta["model"].get(k) != v)
+            if changed:
+                raise ComposerError(f"fine-tuning keeps the parent's model shape; it cannot change {', '.join(changed)}"
+                                    " (only dropout may differ)")
             return encoder, parent.meta, parent.weights
         if not cfg.encoder:
             raise ComposerError("choose an encoder with --encoder (see `composer encoders`)")
@@ -212,7 +216,9 @@ class Trainer:
             raise ComposerError("the training split is empty; lower --valid-fraction or add data")
 
         if parent_meta is not None:
-            mcfg = ModelConfig.from_dict(parent_meta["model"])
+            shape = dict(parent_meta["model"])
+            shape["dropout"] = cfg.model.get("dropout", shape.get("dropout", 0.0))
+            mcfg = ModelConfig.from_dict(shape)
         else:
             mcfg = ModelConfig.from_dict({**cfg.model, **_head_fields(encoder)})
         model = SequenceModel(mcfg)

@@ -103,3 +103,15 @@ def test_parent_of_another_modality_is_a_one_line_error(toy, parent, tmp_path):
     result = run_cli(["finetune", "--from", str(parent), "--corpus", str(folder), "--name", "x", *TINY], env=toy)
     assert result.returncode == 1
     assert result.stderr.strip() == f"Error: '{folder}' holds midi files, but this model reads toy"
+
+
+def test_finetune_may_change_dropout_but_not_the_model_shape(toy, parent, small_corpus, tmp_path):
+    config = TrainConfig(corpus=str(small_corpus), output=str(tmp_path / "d"), parent=str(parent), epochs=1,
+                         batch_size=4, seq_len=16, workers=1, model={"dropout": 0.4})
+    train(config, plugins.get_registry())
+    assert checkpoint.read_meta(tmp_path / "d" / "model.safetensors")["model"]["dropout"] == 0.4
+    (tmp_path / "wide.toml").write_text("[model]\nhidden_size = 64\n")
+    result = run_cli(["finetune", "--from", str(parent), "--corpus", str(small_corpus), "--name", "wide",
+                      "--config", str(tmp_path / "wide.toml"), "--dropout", "0.3", *TINY], env=toy)
+    assert result.returncode == 1 and "cannot change hidden_size" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

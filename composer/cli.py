@@ -195,7 +195,9 @@ TRAIN_FLAGS = {  # CLI flag -> (TrainConfig key, or model.<key>)
 }
 
 
-def build_train_config(config_file: str | None, flags: dict[str, Any], options: dict[str, str]):
+def build_train_config(config_file: str | None, flags: dict[str, Any], options: dict[str, str],
+                       default_output: str | None = None, defaults: dict[str, Any] | None = None):
+    """Settings from, in rising priority: ``defaults``, the TOML file, the command-line flags and -O."""
     from composer.train import TrainConfig
 
     values: dict[str, Any] = {}
@@ -206,6 +208,7 @@ def build_train_config(config_file: str | None, flags: dict[str, Any], options: 
             raise ComposerError(f"config file not found: {config_file}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ComposerError(f"{config_file} is not valid TOML: {exc}") from None
+    values = {**(defaults or {}), **values}
     for key in ("corpus", "valid_corpus"):
         if isinstance(values.get(key), list):  # a TOML list of sources is the same as one comma-joined string
             values[key] = ",".join(str(part) for part in values[key])
@@ -220,7 +223,8 @@ def build_train_config(config_file: str | None, flags: dict[str, Any], options: 
             values[key] = flags[flag]
     values["encoder_options"].update(options)
     if not values.get("output"):
-        values["output"] = str(Path("runs") / (Path(config_file).stem if config_file else values.get("encoder", "run")))
+        values["output"] = default_output or str(
+            Path("runs") / (Path(config_file).stem if config_file else values.get("encoder", "run")))
     return TrainConfig.from_dict(values)
 
 
@@ -322,14 +326,10 @@ def finetune(parent, name, config_file, resume, options, save_to, **flags) -> No
         raise ComposerError(f"style name '{name}' may hold only letters, digits, '.', '_' and '-'")
     parent_path = resolve_checkpoint(parent)
     parent_meta = read_meta(parent_path)
-    defaults = {"lr": 5e-4, "epochs": 5, "warmup_steps": 20}
-    for key, value in defaults.items():
-        if flags.get(key) is None:
-            flags[key] = value
-    flags["output"] = flags.get("output") or str(composer_home() / "runs" / name)
-    if flags.get("description") is None:
-        flags["description"] = f"fine-tuned from {parent} on {flags.get('corpus')}"
-    config = build_train_config(config_file, flags, plugin_options(options))
+    config = build_train_config(config_file, flags, plugin_options(options),
+                                default_output=str(composer_home() / "runs" / name),
+                                defaults={"lr": 5e-4, "epochs": 5, "warmup_steps": 20})
+    config.description = config.description or f"fine-tuned from {parent} on {config.corpus}"
     config.parent, config.parent_name = str(parent_path), parent
     config.sampler_defaults = config.sampler_defaults or parent_meta.get("sampler_defaults", {})
     for flag, key in FINETUNE_FLAGS.items():

@@ -115,3 +115,15 @@ def test_finetune_may_change_dropout_but_not_the_model_shape(toy, parent, small_
                       "--config", str(tmp_path / "wide.toml"), "--dropout", "0.3", *TINY], env=toy)
     assert result.returncode == 1 and "cannot change hidden_size" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_finetune_recipe_settings_win_over_finetune_defaults(toy, parent, small_corpus, isolated, tmp_path):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(f'corpus = "{small_corpus}"\noutput = "{tmp_path / "ftrun"}"\nlr = 0.02\nepochs = 1\n'
+                      'batch_size = 4\nseq_len = 16\nworkers = 1\n')
+    result = run_cli(["finetune", "--from", str(parent), "--name", "mine", "--config", str(recipe)], env=toy)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ftrun" / "metrics.jsonl").is_file() and not (isolated / "runs" / "mine").exists()
+    prov = checkpoint.read_meta(isolated / "styles" / "mine.safetensors")["provenance"]
+    train_config = prov["train_config"] if isinstance(prov["train_config"], dict) else json.loads(prov["train_config"])
+    assert train_config["lr"] == 0.02 and train_config["epochs"] == 1 and train_config["warmup_steps"] == 20

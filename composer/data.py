@@ -43,7 +43,14 @@ class Corpus:
         return sum(len(s) for s in self.sequences)
 
     def summary(self) -> str:
-        text = f"{len(self.sequences)} sequences, {self.tokens:,} tokens from {self.source}"
+        source = self.source
+        parts = source.split(",")
+        if len(source) > 100 and len(parts) > 2:  # a long list of sources and exclusions: name the first
+            left_out = sum(p.strip().startswith("-") for p in parts)
+            more = len(parts) - 1 - left_out
+            source = parts[0] + (f" and {more} more source(s)" if more else "") + (
+                f" less {left_out} left out" if left_out else "")
+        text = f"{len(self.sequences)} sequences, {self.tokens:,} tokens from {source}"
         if self.skipped:
             text += f"; skipped {len(self.skipped)} unusable file(s)"
         if self.report:

@@ -42,7 +42,8 @@ def register_commands(cli):
 
 @hookspec
 def on_epoch_end(metrics):
-    """Called on rank 0 after each epoch with that epoch's metrics dict."""
+    """Called on rank 0 after each validation with its metrics dict: at the end of every epoch, and every
+    ``eval_every`` steps inside one when that is set (``metrics["epoch"]`` counts finished epochs)."""
 
 
 @hookspec

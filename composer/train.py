@@ -142,6 +142,12 @@ def evaluate_nll(model: SequenceModel, sequences: list[list[int]], device: torch
     return total, count, correct / max(1, count)
 
 
+def _write_above_progress_bar(msg: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, registry: Any, log: Any = None, resume: bool = False):
         self.config = config
@@ -150,7 +156,7 @@ class Trainer:
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.is_main = self.rank == 0
-        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.log = log or _write_above_progress_bar
         if not config.output:
             raise ComposerError("training needs an output folder (-o/--output)")
         self.out = Path(config.output)

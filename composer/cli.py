@@ -142,6 +142,7 @@ def styles() -> None:
 def info(target: str, as_json: bool) -> None:
     """Describe a checkpoint file or a style."""
     from composer.checkpoint import load
+    from composer.data import short_source
 
     path = resolve_checkpoint(target)
     ckpt = load(path)
@@ -162,7 +163,8 @@ def info(target: str, as_json: bool) -> None:
     if prov:
         best = prov.get("best_valid_loss")
         lines += [
-            f"corpus       {prov.get('corpus')} ({prov.get('sequences')} sequences, hash {prov.get('corpus_hash')})",
+            f"corpus       {short_source(str(prov.get('corpus')))} ({prov.get('sequences')} sequences, "
+            f"hash {prov.get('corpus_hash')})",
             f"trained      {prov.get('epochs')} epochs, {prov.get('steps')} steps, best valid loss "
             + (f"{best:.4f} nats/token" if best is not None else "-"),
             f"made         {prov.get('date')} by composer {prov.get('project_version')}",

@@ -43,20 +43,25 @@ class Corpus:
         return sum(len(s) for s in self.sequences)
 
     def summary(self) -> str:
-        source = self.source
-        parts = source.split(",")
-        if len(source) > 100 and len(parts) > 2:  # a long list of sources and exclusions: name the first
-            left_out = sum(p.strip().startswith("-") for p in parts)
-            more = len(parts) - 1 - left_out
-            source = parts[0] + (f" and {more} more source(s)" if more else "") + (
-                f" less {left_out} left out" if left_out else "")
-        text = f"{len(self.sequences)} sequences, {self.tokens:,} tokens from {source}"
+        text = f"{len(self.sequences)} sequences, {self.tokens:,} tokens from {short_source(self.source)}"
         if self.skipped:
             text += f"; skipped {len(self.skipped)} unusable file(s)"
         if self.report:
             r = self.report
             text += f"; {r.transposed} transposed, {r.mapped} mapped, {r.dropped} dropped to fit the vocabulary"
         return text + (" (cached)" if self.cached else "")
+
+
+def short_source(source: str) -> str:
+    """A corpus string for display: a long list of sources and exclusions is named by its first source
+    and counts (``music21:all less 42 left out``)."""
+    parts = [p.strip() for p in source.split(",")]
+    if len(source) <= 100 or len(parts) <= 2:
+        return source
+    left_out = sum(p.startswith("-") for p in parts)
+    more = len(parts) - 1 - left_out
+    return parts[0] + (f" and {more} more source(s)" if more else "") + (
+        f" less {left_out} left out" if left_out else "")
 
 
 def resolve(source: str, modality: str, corpora: dict[str, CorpusSource]) -> list[tuple[CorpusSource, str]]:

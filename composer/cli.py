@@ -545,7 +545,7 @@ def harmonize(melody_file, melody_text, style, checkpoint, n, seed, temperature,
 
 def held_out(session: Session, corpus_source: str | None, workers: int | None) -> tuple[list, str]:
     """The sequences to score: the recorded held-out split when the corpus is the training corpus."""
-    from composer.data import load_corpus, split
+    from composer.data import load_corpus, short_source, split
 
     prov = session.meta.get("provenance") or {}
     source = corpus_source or prov.get("corpus")
@@ -557,8 +557,8 @@ def held_out(session: Session, corpus_source: str | None, workers: int | None) -
     corpus = load_corpus(source, session.encoder, session.registry.corpora, fitted=True, workers=workers)
     if source == prov.get("corpus") and valid:
         _, sequences, _ = split(corpus, 0.1, 0, valid_names=valid)
-        return sequences, f"{source}, the held-out split recorded in the checkpoint"
-    return corpus.sequences, f"{source}, all of it"
+        return sequences, f"{short_source(source)}, the held-out split recorded in the checkpoint"
+    return corpus.sequences, f"{short_source(source)}, all of it"
 
 
 @cli.command()

@@ -86,7 +86,8 @@ def test_resume_without_a_run_is_a_clear_error(toy, toy_corpus, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_interrupt_saves_state_and_resume_finishes(toy, toy_corpus, tmp_path, sig):
     out = tmp_path / "r"
-    args = ["train", "--encoder", "toy", "--corpus", str(toy_corpus), "-o", str(out), "--epochs", "400", *TINY]
+    args = ["train", "--encoder", "toy", "--corpus", str(toy_corpus), "-o", str(out), "--epochs", "400", "--patience",
+            "0", *TINY]  # no early stop: the run must still be going when the signal comes
     proc = subprocess.Popen([sys.executable, "-m", "composer", *args], env=toy, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

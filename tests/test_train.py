@@ -88,8 +88,10 @@ def test_interrupt_saves_state_and_resume_finishes(toy, toy_corpus, tmp_path, si
     out = tmp_path / "r"
     args = ["train", "--encoder", "toy", "--corpus", str(toy_corpus), "-o", str(out), "--epochs", "400", "--patience",
             "0", *TINY]  # no early stop: the run must still be going when the signal comes
+    # a test runner started in the background (nohup, CI) passes SIGINT on as ignored: restore the default
     proc = subprocess.Popen([sys.executable, "-m", "composer", *args], env=toy, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)

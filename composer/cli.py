@@ -314,7 +314,8 @@ def finetune(parent, name, config_file, resume, options, save_to, **flags) -> No
     """Adapt a pretrained model to your own corpus and save it as a style.
 
     The parent's encoder and vocabulary are reused: input outside them is transposed, mapped or dropped,
-    with counts. Defaults differ from `train`: --lr 5e-4, --epochs 5, --warmup-steps 20.
+    with counts. Defaults differ from `train`: --lr 5e-4, --epochs 5, --warmup-steps 20 (a --config
+    recipe's settings win over them). The model keeps the parent's shape; only --dropout may change.
 
     \b
     composer finetune --from base --corpus ~/my-midis --name mine --epochs 2

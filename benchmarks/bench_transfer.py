@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -105,13 +106,11 @@ def main() -> int:
     procs: dict[str, subprocess.Popen] = {}
     for name, (run, argv) in runs.items():
         if run.exists():
-            import shutil
-
             shutil.rmtree(run)
         cmd = [sys.executable, "-m", "composer", *argv, "-o", str(run)]
-        log = open(work / f"{name}.log", "w")
         print(f"{name}: {' '.join(cmd[2:])}", flush=True)
-        procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        with open(work / f"{name}.log", "w") as log:  # the child keeps its own handle
+            procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         if args.sequential:
             procs[name].wait()
     seen = {name: 0 for name in runs}

@@ -1,4 +1,13 @@
-"""composer: learn and generate music, text and pen-stroke drawings with stacked LSTMs."""
+"""composer: learn and generate music, text and pen-stroke drawings with stacked LSTMs.
+
+    import composer
+    bach = composer.load("bach")
+    pieces = bach.generate(n=4, seed=1, length=8, temperature=0.9)
+    bach.write(pieces, "out/", formats=["mid", "png"])
+
+The library (``load``, ``Session``, ``train``, ``finetune``, ``evaluate``) is imported on first use, so
+that a plugin importing the contract below stays cheap.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
@@ -9,6 +18,7 @@ from composer.api import (
     CorpusSource,
     Encoder,
     EncodeReport,
+    Generated,
     GenerationPlan,
     HeadSpec,
     MixtureDensity,
@@ -32,14 +42,30 @@ __all__ = [
     "CorpusSource",
     "EncodeReport",
     "Encoder",
+    "Generated",
     "GenerationPlan",
     "HeadSpec",
     "MixtureDensity",
     "Sampler",
+    "Session",
     "Style",
     "WriteSkipped",
     "Writer",
     "__version__",
+    "evaluate",
+    "finetune",
     "hookimpl",
+    "load",
     "parse_options",
+    "train",
 ]
+
+_LIBRARY = ("Session", "evaluate", "finetune", "load", "train")
+
+
+def __getattr__(name: str):
+    if name in _LIBRARY:
+        from composer import session
+
+        return getattr(session, name)
+    raise AttributeError(f"module 'composer' has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""The public API that plugins build on: encoders, corpus sources, samplers, writers, styles, constraints.
+"""The public API that plugins build on: encoders, corpus sources, samplers (generation strategies),
+writers, styles, constraints.
 
 A plugin imports only from here (re-exported by ``composer``) and registers its objects through the
 hooks in :mod:`composer.hookspecs`.
@@ -175,15 +176,22 @@ class Encoder:
 
 @dataclass
 class GenerationPlan:
-    """What an encoder asks of the generator: a token budget and optionally a constraint."""
+    """What an encoder asks of the generator: a token budget, optionally a constraint, and optionally tokens
+    to start from (a request such as the text encoders' ``prime``)."""
 
     max_tokens: int
     constraint: Constraint | None = None
+    primer: list[int] = field(default_factory=list)
 
 
 class Constraint:
     """Forces or forbids tokens step by step during batched generation (e.g. harmonization keeps the
-    given soprano). One instance serves one generation call."""
+    given soprano). One instance serves one generation call.
+
+    A constraint that keeps state per row lists the attributes holding it in ``row_state``: tensors with
+    the row on dim 0. Beam search reorders and copies rows through :meth:`select`, which indexes them."""
+
+    row_state: ClassVar[tuple[str, ...]] = ()
 
     def start(self, batch_size: int, device: Any) -> None:
         """Called once before the first token is chosen."""
@@ -195,6 +203,11 @@ class Constraint:
 
     def advance(self, tokens: Any) -> None:
         """Called with the tokens [batch] just chosen."""
+
+    def select(self, index: Any) -> None:
+        """Keep the rows ``index`` [new_batch] (a LongTensor; rows may repeat): beam search follows its beams."""
+        for name in self.row_state:
+            setattr(self, name, getattr(self, name).index_select(0, index))
 
 
 # ------------------------------------------------------------------------ registered components
@@ -218,13 +231,43 @@ class CorpusSource:
 
 
 @dataclass
-class Sampler:
-    """Chooses the next token from a step's logits [batch, vocab]: ``fn(logits, generator, **options)``
-    returns LongTensor [batch]. Options it does not use are ignored."""
+class Generated:
+    """One generated sequence and how likely the model finds it."""
 
-    name: str
-    fn: Callable[..., Any]
-    description: str = ""
+    tokens: list[int]  # the whole sequence: start token, primer, then the new tokens up to the end token
+    log_likelihood: float  # sum of the model's log-probabilities of the new tokens (nats; unfiltered, T = 1)
+    new_tokens: int  # how many tokens were generated after the primer
+
+
+class Sampler:
+    """A generation strategy: owns the loop that turns a primed model into ``n`` sequences.
+
+    Subclasses declare an ``Options`` dataclass (validated from ``-S key value`` and keyword arguments; its
+    ``__post_init__`` may raise ComposerError for bad values) and implement :meth:`generate`, which gets a
+    :class:`composer.generate.Decoding` (the model, the primer, n, the token budget, the constraint, the
+    seed and the steps every strategy needs) and the options, and returns ``n`` :class:`Generated`."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    @dataclass
+    class Options:
+        pass
+
+    @property
+    def option_names(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self.Options)]
+
+    def options(self, given: dict[str, Any] | None = None, fallback: dict[str, Any] | None = None) -> Any:
+        """The options to run with: ``given`` (the user's: every key must be known) over ``fallback`` (a
+        style's defaults: keys this sampler does not take are ignored) over the Options defaults."""
+        known = set(self.option_names)
+        values = {k.replace("-", "_"): v for k, v in (fallback or {}).items() if k.replace("-", "_") in known}
+        values.update(given or {})
+        return parse_options(self.Options, values, f"sampler '{self.name}'")
+
+    def generate(self, run: Any, options: Any) -> list[Generated]:
+        raise NotImplementedError
 
 
 @dataclass
@@ -269,9 +312,15 @@ def parse_options(cls: type, values: dict[str, Any], owner: str) -> Any:
 
 
 def _convert(value: Any, f: dataclasses.Field, owner: str) -> Any:
-    if not isinstance(value, str):
-        return value
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if not isinstance(value, str):
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if kind == "float" and numeric:
+            return float(value)
+        if (kind == "int" and not (numeric and float(value).is_integer())) or \
+                (kind == "float" and not numeric) or (kind == "bool" and not isinstance(value, bool)):
+            raise ComposerError(f"option '{f.name}' for {owner} expects {kind}, got {value!r}")
+        return int(value) if kind == "int" else value
     try:
         if kind == "bool":
             if value.lower() in ("1", "true", "yes", "on"):

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from composer.api import hookimpl
 
 INPUTS = ("tokens", "features")
 CELLS = ("lstm", "gru", "peephole")
@@ -41,7 +43,7 @@ class ModelConfig:
     attention: int = 0  # >0: attend over the last N outputs of the top layer
     cond_size: int = 0  # >0: a conditioning vector of this size joins the input at every step
     cond_classes: int = 0  # >0: the conditioning is a class id embedded into cond_size floats
-    head: dict = field(default_factory=lambda: {"type": "categorical"})  # a spec for a factory in HEADS
+    head: dict = field(default_factory=lambda: {"type": "categorical"})  # a spec for a registered head factory
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,8 +55,13 @@ class ModelConfig:
             raise ValueError(f"unknown ModelConfig keys: {', '.join(unknown)}")
         return cls(**copy.deepcopy(d))
 
-    def validate(self) -> None:
-        """Raise ValueError with a one-line message for the first thing that cannot be built."""
+    def validate(self, head_types: Collection[str] | None = None) -> None:
+        """Raise ValueError with a one-line message for the first thing that cannot be built; ``head_types``:
+        the registered heads (default: the process registry's)."""
+        if head_types is None:
+            from composer.plugins import get_registry
+
+            head_types = get_registry().heads
         checks = [
             (self.input in INPUTS, f"input must be one of {', '.join(INPUTS)}, got {self.input!r}"),
             (self.input != "tokens" or self.vocab_size > 0, "input 'tokens' needs vocab_size > 0"),
@@ -66,8 +73,8 @@ class ModelConfig:
             (min(self.attention, self.cond_size, self.cond_classes) >= 0,
              "attention, cond_size and cond_classes must not be negative"),
             (self.cond_classes == 0 or self.cond_size > 0, "cond_classes needs cond_size > 0"),
-            (self.head.get("type") in HEADS,
-             f"unknown head type {self.head.get('type')!r}; known: {', '.join(sorted(HEADS))}"),
+            (self.head.get("type") in head_types,
+             f"unknown head type {self.head.get('type')!r}; known: {', '.join(sorted(head_types))}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -134,14 +141,6 @@ class Head(nn.Module):
 
 
 HeadFactory = Callable[[int, dict], Head]
-HEADS: dict[str, HeadFactory] = {}
-
-
-def register_head(type_name: str, factory: HeadFactory) -> None:
-    """Make `{"type": type_name, ...}` head specs build with `factory(hidden_size, spec)`."""
-    if HEADS.get(type_name, factory) is not factory:
-        raise ValueError(f"head type {type_name!r} is already registered")
-    HEADS[type_name] = factory
 
 
 def _counted(shape: torch.Size, mask: Tensor | None, device: torch.device) -> Tensor:
@@ -225,9 +224,13 @@ class MixtureDensityHead(Head):
         return torch.cat([torch.stack([dx, dy], -1), F.one_hot(pen, self.pen_states).to(mu.dtype)], -1)
 
 
-register_head("categorical", lambda hidden, spec: CategoricalHead(hidden, spec.get("vocab_size", 0)))
-register_head("mdn", lambda hidden, spec: MixtureDensityHead(
-    hidden, spec.get("components", 20), spec.get("dims", 2), spec.get("pen_states", 3)))
+@hookimpl
+def register_heads(register: Callable[[str, HeadFactory], None]) -> None:
+    """The core's heads, registered like any plugin's: ``{"type": NAME, ...}`` specs build with
+    ``factory(hidden_size, spec)``."""
+    register("categorical", lambda hidden, spec: CategoricalHead(hidden, spec.get("vocab_size", 0)))
+    register("mdn", lambda hidden, spec: MixtureDensityHead(
+        hidden, spec.get("components", 20), spec.get("dims", 2), spec.get("pen_states", 3)))
 
 
 # ------------------------------------------------------------------------------------ recurrence
@@ -347,9 +350,14 @@ class WindowAttention(nn.Module):
 class SequenceModel(nn.Module):
     """Input adapter (+ conditioning) -> stacked recurrent layers -> optional window attention -> head."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, heads: dict[str, HeadFactory] | None = None):
+        """``heads``: head type -> factory (default: the heads registered with the process registry)."""
         super().__init__()
-        config.validate()
+        if heads is None:
+            from composer.plugins import get_registry
+
+            heads = get_registry().heads
+        config.validate(heads)
         self.config = config
         if config.input == "tokens":
             self.adapter: nn.Module = nn.Embedding(config.vocab_size, config.embedding_size)
@@ -366,7 +374,7 @@ class SequenceModel(nn.Module):
         self.attention = WindowAttention(config.hidden_size, config.attention) if config.attention else None
         self.dropout = nn.Dropout(config.dropout)
         spec = {"vocab_size": config.vocab_size, **config.head}
-        self.head: Head = HEADS[spec["type"]](config.hidden_size, spec)
+        self.head: Head = heads[spec["type"]](config.hidden_size, spec)
 
     def parameter_groups(self) -> list[tuple[str, list[nn.Parameter]]]:
         """Named groups from the bottom up: adapter (with the cond embedding), layer0.., head (with the

@@ -10,17 +10,21 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 
-from composer import hookspecs, model
+from composer import hookspecs
 from composer.api import ComposerError, CorpusSource, Encoder, Sampler, Style, Writer
 
-# Built-in plugins: written exactly as third-party ones, loaded first and always.
+# Built-in plugins: written exactly as third-party ones, loaded first and always. The core's own model
+# heads register through the same hook.
 DEFAULT_PLUGINS = (
+    "composer.model",
     "composer_samplers",
     "composer_midi",
     "composer_text",
@@ -28,7 +32,47 @@ DEFAULT_PLUGINS = (
     "composer_checkpoints",
 )
 
-KINDS = ("encoders", "samplers", "corpora", "styles", "writers", "heads")
+
+def _class_key(obj: Any) -> str:
+    if not (isinstance(obj, type) and issubclass(obj, Encoder)) or not obj.name or not obj.modality:
+        raise TypeError(f"register_encoders expects an Encoder subclass with name and modality, got {obj!r}")
+    return obj.name
+
+
+def _typed_key(expected: type) -> Callable[[Any], Any]:
+    def key(obj: Any) -> Any:
+        if not isinstance(obj, expected) or not obj.name:
+            raise TypeError(f"expected a named {expected.__name__}, got {obj!r}")
+        return (obj.modality, obj.name) if isinstance(obj, Writer) else obj.name
+
+    return key
+
+
+def _head_key(name: Any, factory: Any) -> str:
+    if not isinstance(name, str) or not callable(factory):
+        raise TypeError(f"register_heads expects register(type_name, factory), got {name!r}, {factory!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of registered thing: its hook ``register_<table>``, its label in messages, and the key an
+    object is registered under (the callback gets the object, or for heads a name and a factory)."""
+
+    table: str
+    label: str
+    key: Callable[..., Any]
+
+
+KINDS = (
+    Kind("encoders", "encoder", _class_key),
+    Kind("samplers", "sampler", _typed_key(Sampler)),
+    Kind("corpora", "corpus source", _typed_key(CorpusSource)),
+    Kind("styles", "style", _typed_key(Style)),
+    Kind("writers", "writer", _typed_key(Writer)),
+    Kind("heads", "head", _head_key),
+)
+KIND = {kind.table: kind for kind in KINDS}
 
 
 @dataclass
@@ -49,18 +93,18 @@ class Registry:
     corpora: dict[str, CorpusSource] = field(default_factory=dict)
     styles: dict[str, Style] = field(default_factory=dict)
     writers: dict[tuple[str, str], Writer] = field(default_factory=dict)  # (modality, format)
-    heads: dict[str, Any] = field(default_factory=dict)
-    owner: dict[tuple[str, Any], str] = field(default_factory=dict)  # (kind, key) -> plugin name
+    heads: dict[str, Any] = field(default_factory=dict)  # head type -> factory(hidden_size, spec)
+    owner: dict[tuple[str, Any], str] = field(default_factory=dict)  # (table, key) -> plugin name
 
     # -- lookups with one-line errors
     def encoder(self, name: str) -> type[Encoder]:
-        return self._get("encoders", name, "encoder")
+        return self.get("encoders", name)
 
     def sampler(self, name: str) -> Sampler:
-        return self._get("samplers", name, "sampler")
+        return self.get("samplers", name)
 
     def style(self, name: str) -> Style:
-        return self._get("styles", name, "style")
+        return self.get("styles", name)
 
     def writer(self, modality: str, fmt: str) -> Writer:
         if (modality, fmt) not in self.writers:
@@ -68,69 +112,62 @@ class Registry:
             raise ComposerError(f"unknown format '{fmt}' for {modality} output (available: {known})")
         return self.writers[(modality, fmt)]
 
-    def _get(self, kind: str, name: str, label: str) -> Any:
-        table = getattr(self, kind)
-        if name not in table:
-            known = ", ".join(sorted(table)) or "none"
-            raise ComposerError(f"unknown {label} '{name}' (available: {known})")
-        return table[name]
+    def get(self, table: str, name: str) -> Any:
+        entries = getattr(self, table)
+        if name not in entries:
+            known = ", ".join(sorted(entries)) or "none"
+            raise ComposerError(f"unknown {KIND[table].label} '{name}' (available: {known})")
+        return entries[name]
 
 
-def _key(kind: str, obj: Any) -> Any:
-    if kind == "encoders":
-        if not (isinstance(obj, type) and issubclass(obj, Encoder)) or not obj.name or not obj.modality:
-            raise TypeError(f"register_encoders expects an Encoder subclass with name and modality, got {obj!r}")
-        return obj.name
-    if kind == "writers":
-        return (obj.modality, obj.name)
-    expected = {"samplers": Sampler, "corpora": CorpusSource, "styles": Style}[kind]
-    if not isinstance(obj, expected):
-        raise TypeError(f"register_{kind} expects {expected.__name__}, got {obj!r}")
-    return obj.name
+def _shown(key: Any) -> str:
+    return "/".join(key) if isinstance(key, tuple) else str(key)
 
 
 def _register_all(reg: Registry, info: PluginInfo, plugin: Any) -> None:
-    """Run one plugin's registration hooks; on any error, undo what it registered and record the error."""
+    """Register the plugin with pluggy and call its registration hooks, through pluggy, for it alone; on any
+    error, undo what it registered, unregister it and record the error."""
     added: list[tuple[str, Any]] = []
 
-    def make_register(kind: str):
-        def register(obj: Any, factory: Any = None) -> None:
-            if kind == "heads":
-                key, value = obj, factory
-            else:
-                key, value = _key(kind, obj), obj
-            table = getattr(reg, kind)
-            if kind == "heads" and key in model.HEADS and model.HEADS[key] is not value and key not in table:
-                raise ComposerError(f"head '{key}' from plugin '{info.name}' clashes with the built-in one")
+    def make_register(kind: Kind) -> Callable[..., None]:
+        def register(*args: Any) -> None:
+            key = kind.key(*args)
+            value = args[-1]
+            table = getattr(reg, kind.table)
             if key in table:
-                shown = "/".join(key) if isinstance(key, tuple) else key
                 raise ComposerError(
-                    f"{kind[:-1]} '{shown}' from plugin '{info.name}' clashes with the one from plugin "
-                    f"'{reg.owner[(kind, key)]}'"
+                    f"{kind.label} '{_shown(key)}' from plugin '{info.name}' clashes with the one from plugin "
+                    f"'{reg.owner[(kind.table, key)]}'"
                 )
             table[key] = value
-            reg.owner[(kind, key)] = info.name
-            added.append((kind, key))
+            reg.owner[(kind.table, key)] = info.name
+            added.append((kind.table, key))
 
         return register
 
+    others = [p for p in reg.pm.get_plugins() if p is not plugin]
     try:
+        reg.pm.register(plugin, name=info.name)
         for kind in KINDS:
-            hook = getattr(plugin, f"register_{kind}", None)
-            if hook is not None:
-                hook(register=make_register(kind))
+            caller = reg.pm.subset_hook_caller(f"register_{kind.table}", remove_plugins=others)
+            caller(register=make_register(kind))
     except Exception as exc:  # a broken plugin must not break the others
-        for kind, key in added:
-            del getattr(reg, kind)[key]
-            del reg.owner[(kind, key)]
-        info.error = _one_line(exc)
-        if os.environ.get("COMPOSER_TRACE_PLUGINS"):
-            traceback.print_exc()
+        for table, key in added:
+            del getattr(reg, table)[key]
+            del reg.owner[(table, key)]
+        if reg.pm.is_registered(plugin):
+            reg.pm.unregister(plugin)
+        _fail(info, exc)
         return
-    for kind, key in added:
-        if kind == "heads":
-            model.HEADS[key] = reg.heads[key]
-        info.provides.setdefault(kind, []).append("/".join(key) if isinstance(key, tuple) else key)
+    for table, key in added:
+        info.provides.setdefault(table, []).append(_shown(key))
+
+
+def _fail(info: PluginInfo, exc: BaseException) -> None:
+    info.error = _one_line(exc)
+    if os.environ.get("COMPOSER_TRACE_PLUGINS"):
+        print(f"composer: plugin {info.name} ({info.source}) failed:", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -157,10 +194,10 @@ def load() -> Registry:
         except ModuleNotFoundError as exc:
             if exc.name == module_name:
                 continue  # a built-in that this installation does not include
-            info.error = _one_line(exc)
+            _fail(info, exc)
             candidates.append((info, None))
         except Exception as exc:
-            info.error = _one_line(exc)
+            _fail(info, exc)
             candidates.append((info, None))
     allow = _allowlist()
     for ep in importlib.metadata.entry_points(group="composer"):
@@ -171,7 +208,7 @@ def load() -> Registry:
         try:
             candidates.append((info, ep.load()))
         except Exception as exc:
-            info.error = _one_line(exc)
+            _fail(info, exc)
             candidates.append((info, None))
     for info, plugin in candidates:
         if info.name in reg.plugins:
@@ -182,8 +219,6 @@ def load() -> Registry:
         if plugin is None:
             continue
         _register_all(reg, info, plugin)
-        if not info.error:
-            pm.register(plugin, name=info.name)
     _add_user_styles(reg)
     return reg
 

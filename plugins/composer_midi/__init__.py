@@ -1,5 +1,5 @@
 """The built-in MIDI plugin: melody, polyphony and performance encoders; music21's corpus and MIDI and
-score files as corpora; MIDI, MusicXML, piano-roll PNG and WAV output.
+score files as corpora; MIDI, MusicXML, piano-roll PNG and WAV output; the ``harmonize`` command.
 
 Importing it is cheap: music21 and matplotlib are imported where they are used."""
 
@@ -53,6 +53,13 @@ def register_corpora(register: Callable[[Any], None]) -> None:
             description="scores read by music21 (MusicXML, Humdrum, ABC); an ABC book gives one piece per tune",
         )
     )
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from composer_midi.commands import harmonize
+
+    cli.add_command(harmonize)
 
 
 @hookimpl

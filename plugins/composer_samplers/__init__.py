@@ -1,53 +1,222 @@
-"""Built-in token samplers: greedy, temperature, top-k and top-p (nucleus).
+"""Built-in samplers (generation strategies): ancestral sampling with temperature, top-k and top-p as
+composable filters (``ancestral``; ``temperature``, ``top-k`` and ``top-p`` take one filter each, as they
+always have), greedy decoding, and beam search with Magenta's branch factor and steps per iteration.
 
-Each takes logits [batch, vocab] (float, -inf for forbidden tokens) and a CPU ``torch.Generator`` and
-returns token ids [batch]. Options they do not use are ignored, so one command line serves all.
-"""
+Every strategy scores what it generates with the model's own log-probabilities (unfiltered, at
+temperature 1), so their results can be compared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
-from composer import Sampler, hookimpl
+from composer import ComposerError, Generated, Sampler, hookimpl
 
 
-def _draw(logits: torch.Tensor, generator: torch.Generator, temperature: float) -> torch.Tensor:
-    if temperature <= 0:
+def filtered(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """The logits [rows, vocab] cut to the ``top_k`` most likely tokens (0: all), divided by ``temperature``
+    (> 0), then cut to the smallest set holding ``top_p`` of the probability (1: all); cut tokens get -inf.
+    The most likely token always stays."""
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    scaled = logits / temperature
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(scaled, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop a token when the tokens before it already cover top_p of the mass
+        drop = (probs.cumsum(-1) - probs) >= top_p
+        kept = sorted_logits.masked_fill(drop, float("-inf"))
+        scaled = torch.full_like(scaled, float("-inf")).scatter(-1, order, kept)
+    return scaled
+
+
+def draw(logits: Tensor, generator: torch.Generator, temperature: float, top_k: int, top_p: float) -> Tensor:
+    """One token per row from the filtered distribution (on the CPU, so the device does not change it);
+    temperature 0 takes the most likely token."""
+    if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    probs = torch.softmax(filtered(logits.cpu(), temperature, top_k, top_p), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.device)
 
 
-def greedy(logits, generator, **_):
-    return logits.argmax(-1)
+def picked(log_probs: Tensor, tokens: Tensor) -> Tensor:
+    return log_probs.gather(-1, tokens[:, None]).squeeze(-1)
 
 
-def temperature(logits, generator, temperature=1.0, **_):
-    return _draw(logits, generator, float(temperature))
+def _check_filters(temperature: float, top_k: int, top_p: float) -> None:
+    if temperature < 0:
+        raise ComposerError(f"temperature must be 0 (always the most likely token) or more, got {temperature}")
+    if top_k < 0:
+        raise ComposerError(f"top_k must be 0 (no cut) or more, got {top_k}")
+    if not 0 < top_p <= 1:
+        raise ComposerError(f"top_p must be in (0, 1], got {top_p}")
 
 
-def top_k(logits, generator, temperature=1.0, top_k=40, **_):
-    k = max(1, min(int(top_k), logits.shape[-1]))
-    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-    return _draw(logits.masked_fill(logits < kth, float("-inf")), generator, float(temperature))
+class Ancestral(Sampler):
+    name = "ancestral"
+    description = "sample each token from the model's distribution, reshaped by temperature, top_k and top_p"
+
+    @dataclass
+    class Options:
+        temperature: float = 1.0  # > 1 flattens, < 1 sharpens; 0 always takes the most likely token
+        top_k: int = 0  # sample among the k most likely tokens (0: all)
+        top_p: float = 1.0  # sample among the most likely tokens holding this much probability (1: all)
+
+        def __post_init__(self) -> None:
+            _check_filters(self.temperature, self.top_k, self.top_p)
+
+    def generate(self, run, options) -> list[Generated]:
+        logits, state = run.start(run.n)
+        finished = torch.zeros(run.n, dtype=torch.bool, device=run.device)
+        ll = torch.zeros(run.n, dtype=torch.float64, device=run.device)
+        chosen = []
+        for i in range(run.max_tokens):
+            masked = run.mask(logits)
+            token = self.choose(masked, run.generator, options)
+            ll += torch.where(finished, 0.0, picked(torch.log_softmax(logits, -1), token).double())
+            if run.eos is not None:
+                token = torch.where(finished, torch.full_like(token, run.eos), token)
+                finished |= token == run.eos
+            chosen.append(token)
+            if (run.eos is not None and i % 8 == 7 and bool(finished.all())) or i + 1 == run.max_tokens:
+                break
+            logits, state = run.step(token, state)
+        return run.finish(torch.stack(chosen, dim=1), ll)
+
+    def choose(self, masked: Tensor, generator: torch.Generator, options) -> Tensor:
+        return draw(masked, generator, options.temperature, getattr(options, "top_k", 0),
+                    getattr(options, "top_p", 1.0))
 
 
-def top_p(logits, generator, temperature=1.0, top_p=0.9, **_):
-    t = float(temperature)
-    scaled = logits / t if t > 0 else logits
-    sorted_logits, order = torch.sort(scaled, dim=-1, descending=True)
-    cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
-    # drop a token when the tokens before it already cover top_p of the mass (the first always stays)
-    drop = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= float(top_p)
-    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-    kept = torch.full_like(scaled, float("-inf")).scatter(-1, order, sorted_logits)
-    return _draw(kept, generator, 1.0 if t > 0 else 0.0)
+class Temperature(Ancestral):
+    """Ancestral sampling with a temperature alone (a style's top_k or top_p default does not apply)."""
+
+    name = "temperature"
+    description = "ancestral sampling with temperature only"
+
+    @dataclass
+    class Options:
+        temperature: float = 1.0
+
+        def __post_init__(self) -> None:
+            _check_filters(self.temperature, 0, 1.0)
 
 
-SAMPLERS = [
-    Sampler("greedy", greedy, "the most likely token at every step"),
-    Sampler("temperature", temperature, "sample from softmax(logits / temperature)"),
-    Sampler("top-k", top_k, "sample among the k most likely tokens (option top_k, default 40)"),
-    Sampler("top-p", top_p, "nucleus sampling: the smallest set holding top_p of the mass (default 0.9)"),
-]
+class TopK(Ancestral):
+    name = "top-k"
+    description = "ancestral sampling among the top_k most likely tokens"
+
+    @dataclass
+    class Options:
+        temperature: float = 1.0
+        top_k: int = 40
+
+        def __post_init__(self) -> None:
+            _check_filters(self.temperature, self.top_k, 1.0)
+
+
+class TopP(Ancestral):
+    name = "top-p"
+    description = "nucleus sampling: among the most likely tokens holding top_p of the probability"
+
+    @dataclass
+    class Options:
+        temperature: float = 1.0
+        top_p: float = 0.9
+
+        def __post_init__(self) -> None:
+            _check_filters(self.temperature, 0, self.top_p)
+
+
+class Greedy(Ancestral):
+    name = "greedy"
+    description = "the most likely token at every step (deterministic)"
+
+    @dataclass
+    class Options:
+        pass
+
+    def choose(self, masked: Tensor, generator: torch.Generator, options) -> Tensor:
+        return masked.argmax(-1)
+
+
+class Beam(Sampler):
+    name = "beam"
+    description = ("beam search: keep the beam_size most likely sequences; each iteration extends every beam "
+                   "branch_factor ways by steps_per_iteration tokens")
+
+    @dataclass
+    class Options:
+        beam_size: int = 4  # sequences kept after each iteration (at least n)
+        branch_factor: int = 4  # extensions tried per beam and iteration
+        steps_per_iteration: int = 1  # tokens per extension before pruning
+        sample: bool = False  # false: a branch opens with one of the branch_factor most likely tokens and goes
+        # on greedily; true: branches are sampled (Magenta's beam search), with temperature, top_k, top_p
+        temperature: float = 1.0
+        top_k: int = 0
+        top_p: float = 1.0
+
+        def __post_init__(self) -> None:
+            for key in ("beam_size", "branch_factor", "steps_per_iteration"):
+                if getattr(self, key) < 1:
+                    raise ComposerError(f"{key} must be at least 1, got {getattr(self, key)}")
+            _check_filters(self.temperature, self.top_k, self.top_p)
+
+    def generate(self, run, options) -> list[Generated]:
+        width, branches = max(options.beam_size, run.n), options.branch_factor
+        logits, state = run.start(width)
+        device = logits.device
+        # every beam starts as the same prefix: only the first is live, so no sequence is found twice
+        score = torch.full((width,), float("-inf"), dtype=torch.float64, device=device)
+        score[0] = 0.0
+        tokens = torch.zeros(width, 0, dtype=torch.long, device=device)
+        finished = torch.zeros(width, dtype=torch.bool, device=device)
+        made = 0
+        while made < run.max_tokens and not bool(finished.all()):
+            index = torch.arange(width, device=device).repeat_interleave(branches)
+            state, logits = run.select(state, index), logits[index]
+            score, tokens, finished = score[index], tokens[index], finished[index]
+            branch = torch.arange(branches, device=device).repeat(width)
+            for j in range(min(options.steps_per_iteration, run.max_tokens - made)):
+                if j:
+                    logits, state = run.step(tokens[:, -1], state)
+                masked = run.mask(logits)
+                if options.sample:
+                    token = draw(masked, run.generator, options.temperature, options.top_k, options.top_p)
+                elif j == 0:  # branch b opens with the beam's b-th most likely allowed token
+                    top = torch.topk(masked, min(branches, masked.shape[-1]), dim=-1)
+                    rank = branch.clamp(max=top.indices.shape[-1] - 1)
+                    token = top.indices.gather(-1, rank[:, None]).squeeze(-1)
+                    # a branch with no allowed token of its rank is dead
+                    score = torch.where((branch < top.indices.shape[-1]) & torch.isfinite(
+                        top.values.gather(-1, rank[:, None]).squeeze(-1)), score, float("-inf"))
+                else:
+                    token = masked.argmax(-1)
+                gain = picked(torch.log_softmax(logits, -1), token).double()
+                if run.eos is not None:
+                    # a finished sequence only repeats the end token, at no cost, in its first branch
+                    score = torch.where(finished & (branch > 0) & (j == 0), float("-inf"), score)
+                    gain = torch.where(finished, 0.0, gain)
+                    token = torch.where(finished, torch.full_like(token, run.eos), token)
+                    finished = finished | (token == run.eos)
+                score = score + gain
+                tokens = torch.cat([tokens, token[:, None]], dim=1)
+                made_now = j + 1
+            made += made_now
+            keep = torch.sort(score, descending=True, stable=True).indices[:width]
+            state, score, tokens, finished = run.select(state, keep), score[keep], tokens[keep], finished[keep]
+            if made < run.max_tokens and not bool(finished.all()):
+                logits, state = run.step(tokens[:, -1], state)
+        best = torch.sort(score, descending=True, stable=True).indices[: run.n]
+        if not bool(torch.isfinite(score[best]).all()):
+            raise ComposerError(f"beam search found fewer than {run.n} sequences the constraint allows")
+        return run.finish(tokens[best], score[best])
+
+
+SAMPLERS = [Ancestral(), Temperature(), TopK(), TopP(), Greedy(), Beam()]
 
 
 @hookimpl

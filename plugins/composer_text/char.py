@@ -38,6 +38,7 @@ class CharEncoder(Encoder):
     needs_fit = True
     default_format = "txt"
     length_unit = "characters"
+    generation_options = ("prime",)  # -O prime TEXT: continue this text (\n in it stands for a newline)
     bos, eos = START, END
     default_length = DEFAULT_LENGTH
 
@@ -126,11 +127,14 @@ class CharEncoder(Encoder):
         return "".join(out)
 
     # -- generation
-    def generation_plan(self, length: float | None = None, **request: Any) -> GenerationPlan:
-        """At most ``length`` characters (default :attr:`default_length`); generation stops earlier at END."""
+    def generation_plan(self, length: float | None = None, *, prime: str | None = None,
+                        **request: Any) -> GenerationPlan:
+        """At most ``length`` characters (default :attr:`default_length`); generation stops earlier at END.
+        ``prime``: text to continue (``\\n`` in it stands for a newline, so that a command line can give one)."""
         if length is not None and length < 1:
             raise ComposerError(f"length must be at least 1 character, got {length}")
-        return GenerationPlan(max_tokens=int(length) if length is not None else self.default_length)
+        primer = self.primer(prime.replace("\\n", "\n")) if prime is not None else []
+        return GenerationPlan(max_tokens=int(length) if length is not None else self.default_length, primer=primer)
 
     def primer(self, item: str) -> list[int]:
         """The primer's characters, without START (the generator adds it) or END."""

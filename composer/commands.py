@@ -1,0 +1,92 @@
+"""Building blocks for commands, shared by ``composer``'s own commands and plugins' ``register_commands``:
+the option stack of a generating command and its end (generate, write, list the files, summarise).
+
+A plugin's command looks like this (the MIDI plugin's ``harmonize`` is one)::
+
+    @click.command()
+    @generation_options
+    def mine(style, checkpoint, device, **opts):
+        session = open_session(style, checkpoint, device)
+        generate_and_write(session, requests={...}, **opts)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from composer.api import ComposerError
+from composer.session import Session, new_seed
+
+option_O = click.option("-O", "--option", "requests", type=(str, str), multiple=True, metavar="KEY VALUE",
+                        help="Encoder option or generation request (see `composer encoders`), repeatable.")
+option_device = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+
+
+def generation_options(f: Any) -> Any:
+    """--style/--checkpoint, -n, --seed, --sampler and its options, -o, --format, --force, --device, -O."""
+    opts = [
+        click.option("--style", help="A style name (see `composer styles`)."),
+        click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint file instead of a style."),
+        click.option("-n", "--num-outputs", "n", type=int, default=1, show_default=True, help="How many to write."),
+        click.option("--seed", type=click.IntRange(min=0),
+                     help="Random seed; the same seed and settings give the same output (default: random)."),
+        click.option("--sampler", help="Sampler, i.e. generation strategy (see `composer samplers`)."),
+        click.option("-S", "--sampler-option", "sampler_options", type=(str, str), multiple=True, metavar="KEY VALUE",
+                     help="Sampler option, repeatable (e.g. -S beam_size 8; `composer samplers` lists them)."),
+        click.option("--temperature", type=float, help="Shorthand for -S temperature T."),
+        click.option("--top-k", type=int, help="Shorthand for -S top_k K."),
+        click.option("--top-p", type=float, help="Shorthand for -S top_p P."),
+        click.option("-o", "--output", "output_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+                     help="Folder for the files."),
+        click.option("--format", "formats", help="Comma-separated output formats (`composer writers` lists them)."),
+        click.option("--force", is_flag=True, help="Overwrite files of the same name."),
+        option_device,
+        option_O,
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def keyed(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """``-O``/``-S`` pairs as a dict with ``-`` in keys read as ``_``."""
+    return {key.replace("-", "_"): value for key, value in pairs}
+
+
+def open_session(style: str | None, checkpoint: str | None, device: str) -> Session:
+    """The session for ``--style NAME`` or ``--checkpoint FILE`` (exactly one)."""
+    from pathlib import Path
+
+    if bool(style) == bool(checkpoint):
+        raise ComposerError("give either --style NAME or --checkpoint FILE")
+    return Session(style if style else Path(checkpoint), device=device)
+
+
+def generate_and_write(session: Session, *, n: int, seed: int | None, sampler: str | None,
+                       sampler_options: tuple = (), temperature: float | None = None, top_k: int | None = None,
+                       top_p: float | None = None, output_dir: str, formats: str | None, force: bool,
+                       requests: tuple | dict = (), length: float | None = None, primer: Any = None,
+                       stem: str | None = None) -> None:
+    """Generate ``n`` pieces in one batch, write them (never over an existing file without ``force``), list
+    them and summarise."""
+    start = time.time()
+    options = keyed(sampler_options)
+    options.update({k: v for k, v in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p))
+                    if v is not None})
+    seed = new_seed() if seed is None else seed
+    writers, _ = session.writers(formats)
+    name = session.stem(seed, stem)
+    session.check_free(session.targets(n, output_dir, writers, name), force)  # before the work, not after
+    pieces = session.generate(n, seed=seed, length=length, sampler=sampler, primer=primer,
+                              requests=requests if isinstance(requests, dict) else keyed(requests), **options)
+    written = session.write(pieces, output_dir, formats, stem=name, force=force)
+    for warning in written.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for line in written.lines:
+        click.echo(f"  {line}")
+    notes = "".join(f"; {fmt}: {n - count} of {n} written" for fmt, count in written.skipped.items())
+    click.echo(f"wrote {len(written.files)} file(s) to {output_dir} in {time.time() - start:.1f} s "
+               f"(seed {seed}, sampler {pieces.sampler}){notes}")

@@ -1,0 +1,401 @@
+"""The library: what every front end (the command line, a notebook, the web page, a benchmark) does.
+
+    import composer
+    bach = composer.load("bach")
+    pieces = bach.generate(n=4, seed=1, length=8, temperature=0.9)
+    bach.write(pieces, "out/", formats=["mid", "png"])
+    bach.score(pieces)
+
+Loading a style and merging its defaults, the seed rule, primers, sampler options, decoding, naming and
+writing files, scoring, evaluation, training and fine-tuning all live here; the CLI parses and prints.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from composer.api import ComposerError, Generated, GenerationPlan, Sampler, Writer, WriteSkipped
+from composer.plugins import Registry, get_registry
+
+MAX_OUTPUTS = 10_000  # more pieces than this in one call is a typo, not a request
+DEFAULT_SAMPLER = "ancestral"
+
+
+def new_seed() -> int:
+    """A fresh seed for a run the user gave none: small enough to read, type and record in a file name."""
+    return random.SystemRandom().randrange(10_000)
+
+
+def looks_like_path(target: str | Path) -> bool:
+    """A Path, or a string with a suffix or a slash, or one naming an existing file; else a style name."""
+    return isinstance(target, Path) or bool(Path(target).suffix) or "/" in str(target) or Path(target).exists()
+
+
+def resolve_checkpoint(target: str | Path, registry: Registry | None = None) -> Path:
+    """The checkpoint file of a style name or a path."""
+    if looks_like_path(target):
+        path = Path(target).expanduser()
+        if not path.is_file():
+            raise ComposerError(f"checkpoint not found: {target}")
+        return path
+    return (registry or get_registry()).style(str(target)).checkpoint
+
+
+def load(target: str | Path, device: str = "auto") -> Session:
+    """A style by name (``"bach"``, see ``composer styles``) or a checkpoint file, ready to generate."""
+    return Session(target, device=device)
+
+
+class Pieces(list):
+    """Decoded items from one :meth:`Session.generate` call (a list), with how they were made: ``seed``,
+    ``sampler`` and its ``options``, and the generated ``sequences`` with their log-likelihoods."""
+
+    def __init__(self, items: list, *, seed: int, sampler: str, options: dict, sequences: list[Generated]):
+        super().__init__(items)
+        self.seed, self.sampler, self.options, self.sequences = seed, sampler, options, sequences
+
+
+@dataclass
+class Scores:
+    """NLL of items under a model: per token, per time step (as the encoder counts steps), in bits."""
+
+    sequences: int
+    tokens: int
+    steps: int
+    nll_per_token: float
+    nll_per_step: float
+    bits_per_token: float
+    token_accuracy: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Written:
+    """What :meth:`Session.write` wrote: the files, one line per item (names and a summary), how many items
+    each format skipped, and warnings (formats that cannot be written here, items a writer refused)."""
+
+    files: list[Path] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Session:
+    """A loaded style or checkpoint: its model (on ``device``), encoder, metadata and generation defaults."""
+
+    def __init__(self, target: str | Path, *, device: str = "auto", registry: Registry | None = None) -> None:
+        from composer.checkpoint import load_model
+        from composer.train import pick_device
+
+        self.registry = registry or get_registry()
+        self.path = resolve_checkpoint(target, self.registry)
+        style_defaults: dict = {}
+        if looks_like_path(target):
+            self.name = self.path.parent.name if self.path.stem == "model" else self.path.stem
+        else:
+            self.name, style_defaults = str(target), dict(self.registry.styles[str(target)].defaults)
+        self.device = pick_device(device)
+        self.model, self.encoder, self.meta = load_model(self.path, self.registry, self.device)
+        self.defaults: dict = {**self.meta.get("sampler_defaults", {}), **style_defaults}
+
+    def __repr__(self) -> str:
+        return f"<composer.Session {self.name}: {self.encoder.name} on {self.device}>"
+
+    # -- generation
+    def sampler(self, name: str | None = None) -> Sampler:
+        """The named sampler, else the style's default one."""
+        return self.registry.sampler(name or self.defaults.get("sampler", DEFAULT_SAMPLER))
+
+    def plan(self, length: float | None = None, requests: dict[str, Any] | None = None) -> GenerationPlan:
+        """The encoder's plan for a length (in its ``length_unit``; default: the style's) and requests (``-O``:
+        only those the encoder declares)."""
+        requests = {key.replace("-", "_"): value for key, value in (requests or {}).items()}
+        known = self.encoder.generation_options
+        unknown = [key for key in requests if key not in known]
+        if unknown:
+            raise ComposerError(f"unknown option '{unknown[0]}' for generating with {self.encoder.name} "
+                                f"(known: {', '.join(known) or 'none'})")
+        if length is None:
+            length = self.defaults.get("length")
+        return self.encoder.generation_plan(length=length, **requests)
+
+    def primer(self, primer: Any) -> list[int]:
+        """Tokens to continue from: a file (a Path) read by the corpus readers of the model's modality, or an
+        item (a PrettyMIDI for music, a str for text)."""
+        if isinstance(primer, Path):
+            from composer.data import resolve
+
+            src, ref = resolve(str(primer), self.encoder.modality, self.registry.corpora)[0]
+            try:
+                items = src.load(ref)
+            except Exception as exc:
+                raise ComposerError(f"cannot read primer {primer}: {exc}") from None
+            if not items:
+                raise ComposerError(f"primer {primer} holds nothing usable")
+            primer = items[0]
+        return self.encoder.primer(primer)
+
+    def generate(self, n: int = 1, *, seed: int | None = None, length: float | None = None,
+                 sampler: str | None = None, primer: Any = None, requests: dict[str, Any] | None = None,
+                 **options: Any) -> Pieces:
+        """``n`` new pieces, decoded (PrettyMIDI for music, str for text). ``seed``: the same seed and settings
+        give the same pieces (default: a fresh one, kept in ``pieces.seed``); ``length`` in the encoder's
+        unit; ``sampler``: a registered sampler (see ``composer samplers``); ``primer``: a file (Path) or an
+        item to continue; ``requests``: the encoder's generation requests (e.g. ``{"melody": ...}``);
+        ``options``: the sampler's options (``temperature=0.9``, ``top_p=0.95``, ``beam_size=8``, ...)."""
+        from composer.generate import generate
+
+        if not isinstance(n, int) or not 1 <= n <= MAX_OUTPUTS:
+            raise ComposerError(f"the number of outputs must be between 1 and {MAX_OUTPUTS:,}, got {n}")
+        seed = new_seed() if seed is None else seed
+        if not isinstance(seed, int) or seed < 0:
+            raise ComposerError(f"seed must be a whole number >= 0, got {seed}")
+        chosen = self.sampler(sampler)
+        opts = chosen.options(options, self.defaults)
+        plan = self.plan(length, requests)
+        tokens = self.primer(primer) if primer is not None else []
+        if tokens and plan.primer:
+            raise ComposerError("give one primer: a primer file or item, or a prime request, not both")
+        sequences = generate(self.model, self.encoder, chosen, n=n, max_tokens=plan.max_tokens,
+                             primer=tokens or plan.primer, constraint=plan.constraint, seed=seed,
+                             device=self.device, options=opts)
+        items = [self.encoder.decode(seq.tokens) for seq in sequences]
+        return Pieces(items, seed=seed, sampler=chosen.name, options=dict(opts.__dict__), sequences=sequences)
+
+    # -- files
+    def writers(self, formats: str | list[str] | None = None) -> tuple[list[Writer], list[str]]:
+        """The writers for ``formats`` (a list or a comma-separated string; default: the encoder's), and a
+        warning for each one that cannot write here (a tool it needs is missing)."""
+        if isinstance(formats, str):
+            formats = formats.split(",")
+        wanted = [f.strip() for f in (formats or self.encoder.default_format.split(",")) if f.strip()]
+        if not wanted:
+            raise ComposerError(f"no output format given and no default for {self.encoder.modality}")
+        writers, warnings = [], []
+        for fmt in dict.fromkeys(wanted):
+            writer = self.registry.writer(self.encoder.modality, fmt)
+            missing = writer.available()
+            if missing:
+                warnings.append(f"skipping {fmt}: {missing}")
+                continue
+            writers.append(writer)
+        if not writers:
+            raise ComposerError("none of the requested formats can be written here" +
+                                (f" ({warnings[0]})" if len(warnings) == 1 else ""))
+        return writers, warnings
+
+    def stem(self, seed: int | None = None, prefix: str | None = None) -> str:
+        """How output files are named: ``NAME-SEED`` (``NAME-harmony-SEED`` with ``prefix="NAME-harmony"``)."""
+        base = prefix or self.name
+        return base if seed is None else f"{base}-{seed}"
+
+    def targets(self, count: int, folder: str | Path, writers: list[Writer], stem: str) -> list[list[Path]]:
+        """The file names ``write`` uses: ``STEM-I.SUFFIX``, I zero-padded so that ``-10`` sorts after ``-2``."""
+        width = len(str(count))
+        return [[Path(folder) / f"{stem}-{i:0{width}d}{w.suffix}" for w in writers] for i in range(1, count + 1)]
+
+    def check_free(self, paths: list[list[Path]], force: bool = False) -> None:
+        """Refuse to overwrite an existing file unless ``force``."""
+        existing = [p for row in paths for p in row if p.exists()]
+        if existing and not force:
+            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+            raise ComposerError(f"{existing[0]}{more} already exist(s); use --force (force=True) to overwrite, "
+                                "or another output folder or seed")
+
+    def write(self, items: list, folder: str | Path = ".", formats: str | list[str] | None = None, *,
+              stem: str | None = None, force: bool = False) -> Written:
+        """Decode nothing, write everything: each item in each format as ``STEM-I.SUFFIX`` in ``folder``
+        (``STEM`` defaults to ``NAME-SEED`` for pieces from :meth:`generate`). Existing files are never
+        overwritten unless ``force``; a writer that refuses one item skips it and the rest go on."""
+        writers, warnings = self.writers(formats)
+        stem = stem or self.stem(getattr(items, "seed", None))
+        paths = self.targets(len(items), folder, writers, stem)
+        self.check_free(paths, force)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        written = Written(warnings=warnings)
+        for item, row in zip(items, paths):
+            names = []
+            for writer, path in zip(writers, row):
+                try:
+                    writer.write(item, path)
+                except WriteSkipped as exc:
+                    path.unlink(missing_ok=True)
+                    written.warnings.append(f"not writing {path.name}: {exc}")
+                    written.skipped[writer.name] = written.skipped.get(writer.name, 0) + 1
+                    continue
+                written.files.append(path)
+                names.append(path.name)
+            summary = self.encoder.summarize(item)
+            written.lines.append(", ".join(names) + (f" ({summary})" if summary else ""))
+        return written
+
+    # -- scoring
+    def score(self, items: list, batch_size: int = 16) -> Scores:
+        """NLL of the items under the model (nats per token and per time step). Pieces from :meth:`generate`
+        are scored as the tokens generated; other items are encoded first (fitted into the vocabulary)."""
+        sequences = [g.tokens for g in items.sequences] if isinstance(items, Pieces) else \
+            [self.encoder.encode_checked(item)[0] for item in items]
+        return self.score_sequences(sequences, batch_size)
+
+    def score_sequences(self, sequences: list[list[int]], batch_size: int = 16) -> Scores:
+        from composer.train import evaluate_nll
+
+        sequences = [list(s) for s in sequences if len(s) > 1]
+        if not sequences:
+            raise ComposerError("nothing to score: every item is shorter than two tokens")
+        total, count, accuracy = evaluate_nll(self.model, sequences, self.device, "fp32", batch_size=batch_size)
+        steps = sum(self.encoder.steps(seq) for seq in sequences)
+        per_token = total / max(1, count)
+        return Scores(len(sequences), count, steps, per_token, total / max(1, steps), per_token / math.log(2),
+                      accuracy)
+
+    def held_out(self, corpus: str | None = None, workers: int | None = None) -> tuple[list[list[int]], str]:
+        """The sequences to evaluate on and what they are: ``corpus`` whole, or by default the held-out split
+        of the training corpus recorded in the checkpoint (only those pieces are read)."""
+        from composer.data import load_corpus, short_source, split
+
+        prov = self.meta.get("provenance") or {}
+        source = corpus or prov.get("corpus")
+        if not source:
+            raise ComposerError("this checkpoint records no training corpus; give a corpus to score")
+        valid = prov.get("valid") or []
+        if source == prov.get("corpus") and valid and valid[0].startswith("@corpus:"):
+            source, valid = valid[0].split(":", 1)[1], []
+        recorded = source == prov.get("corpus") and valid
+        only = valid if recorded and not valid[0].startswith("@") else None
+        data = load_corpus(source, self.encoder, self.registry.corpora, fitted=True, workers=workers, only=only)
+        if recorded:
+            _, sequences, _ = split(data, 0.1, 0, valid_names=valid)
+            return sequences, f"{short_source(source)}, the held-out split recorded in the checkpoint"
+        return data.sequences, f"{short_source(source)}, all of it"
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 16, seed: int = 0,
+             workers: int | None = None, device: str = "auto") -> dict[str, Any]:
+    """Score a style or checkpoint on held-out data (see :meth:`Session.held_out`) and, with ``samples``,
+    compare statistics of that many generated pieces (the style's default sampler) with the corpus's own."""
+    session = load(target, device=device)
+    sequences, which = session.held_out(corpus, workers)
+    scores = session.score_sequences(sequences)
+    results: dict[str, Any] = {"data": which, **scores.as_dict()}
+    if samples > 0:
+        encoder = session.encoder
+        pieces = session.generate(samples, seed=seed)
+        reference = [encoder.decode(seq) for seq in sequences]
+        results["statistics"] = {"corpus": encoder.statistics(reference),
+                                 "generated": encoder.statistics(list(pieces), reference)}
+    return results
+
+
+# ------------------------------------------------------------------------------ training settings
+
+MODEL_SETTINGS = ("layers", "hidden_size", "embedding_size", "dropout", "cell", "layer_norm", "residual", "attention")
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ComposerError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ComposerError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ComposerError(f"{path} is not valid TOML: {exc}") from None
+
+
+def train_config(config: str | Path | None = None, settings: dict[str, Any] | None = None,
+                 encoder_options: dict[str, Any] | None = None, *, defaults: dict[str, Any] | None = None,
+                 default_output: str | None = None):
+    """A TrainConfig from, in rising priority: ``defaults``, the TOML file ``config``, ``settings`` (training
+    settings; model-shape ones such as ``layers`` may be given at the top level) and ``encoder_options``.
+    A ``None`` setting means "not given"."""
+    from composer.train import TrainConfig
+
+    values: dict[str, Any] = {**(defaults or {}), **(read_config(config) if config else {})}
+    for key in ("corpus", "valid_corpus"):
+        if isinstance(values.get(key), list):  # a TOML list of sources is the same as one comma-joined string
+            values[key] = ",".join(str(part) for part in values[key])
+    values["model"] = dict(values.get("model") or {})
+    values["encoder_options"] = dict(values.get("encoder_options") or {})
+    for key, value in (settings or {}).items():
+        if value is None:
+            continue
+        if key in MODEL_SETTINGS:
+            values["model"][key] = value
+        elif key == "model":
+            values["model"].update(value)
+        else:
+            values[key] = value
+    values["encoder_options"].update(encoder_options or {})
+    if not values.get("output"):
+        values["output"] = default_output or str(
+            Path("runs") / (Path(config).stem if config else values.get("encoder", "run")))
+    return TrainConfig.from_dict(values)
+
+
+def train(config: str | Path | None = None, *, resume: bool = False, encoder_options: dict[str, Any] | None = None,
+          **settings: Any) -> dict[str, Any]:
+    """Train a model from scratch: ``config`` a recipe (TOML) and/or settings (``encoder="polyphony",
+    corpus="music21:bach", output="runs/bach", epochs=2, layers=2, ...``). Returns the run's result: steps,
+    epochs, best validation loss, the model file, seconds."""
+    return run_training(train_config(config, settings, encoder_options), resume)
+
+
+def run_training(config: Any, resume: bool = False) -> dict[str, Any]:
+    from composer.train import train as train_run
+
+    start = time.time()
+    trainer = train_run(config, get_registry(), resume=resume)
+    return {**trainer.result, "seconds": time.time() - start}
+
+
+FINETUNE_DEFAULTS = {"lr": 5e-4, "epochs": 5, "warmup_steps": 20}
+STYLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def style_file(name: str) -> Path:
+    from composer.checkpoint import composer_home
+
+    return composer_home() / "styles" / f"{name}.safetensors"
+
+
+def finetune(parent: str | Path, name: str, config: str | Path | None = None, *, save_to: str | Path | None = None,
+             resume: bool = False, force: bool = False, encoder_options: dict[str, Any] | None = None,
+             **settings: Any) -> dict[str, Any]:
+    """Adapt ``parent`` (a style or checkpoint) to a corpus and install the result as style ``name`` (or write
+    it to ``save_to``). Defaults: lr 5e-4, 5 epochs, 20 warm-up steps; a recipe's settings win over them,
+    and ``settings`` over both. An existing style file is replaced only with ``force`` (or ``resume``)."""
+    from composer.checkpoint import atomic_write, composer_home, read_meta
+
+    if not STYLE_NAME.fullmatch(name):
+        raise ComposerError(f"style name '{name}' may hold only letters, digits, '.', '_' and '-'")
+    target = Path(save_to) if save_to else style_file(name)
+    if target.exists() and not (force or resume):
+        raise ComposerError(f"{target} already exists; use --force (force=True) to replace it, or another name")
+    parent_path = resolve_checkpoint(parent)
+    parent_meta = read_meta(parent_path)
+    cfg = train_config(config, settings, encoder_options, defaults=FINETUNE_DEFAULTS,
+                       default_output=str(composer_home() / "runs" / name))
+    cfg.description = cfg.description or f"fine-tuned from {parent} on {cfg.corpus}"
+    cfg.parent, cfg.parent_name = str(parent_path), str(parent)
+    cfg.sampler_defaults = cfg.sampler_defaults or parent_meta.get("sampler_defaults", {})
+    result = run_training(cfg, resume)
+    best = Path(cfg.output) / "model.safetensors"
+    atomic_write(target, lambda tmp: tmp.write_bytes(best.read_bytes()))
+    return {**result, "style": target, "installed": not save_to}

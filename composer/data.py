@@ -15,6 +15,7 @@ import json
 import os
 import random
 import sys
+from collections.abc import Collection
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class Corpus:
     report: EncodeReport = field(default_factory=EncodeReport)
     digest: str = ""  # hash of the sequences: provenance
     cached: bool = False
+    reports: list[EncodeReport] = field(default_factory=list)  # one per sequence where known: what `report` adds up
 
     @property
     def tokens(self) -> int:
@@ -156,9 +158,13 @@ def load_corpus(
     use_cache: bool = True,
     progress: bool = True,
     warn: Any = None,
+    only: Collection[str] | None = None,
 ) -> Corpus:
     """Load and encode a corpus. ``fitted``: the encoder's state is fixed (fine-tuning or evaluation), so
-    items are fitted into its vocabulary with counted changes instead of building a vocabulary."""
+    items are fitted into its vocabulary with counted changes instead of building a vocabulary.
+
+    ``only``: sequence names as a full load gives them (a recorded held-out split); only the references
+    they come from are read, and the corpus holds just those sequences, in the full load's order."""
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     pairs = resolve(source, encoder.modality, corpora)
     # an encoder with a vocabulary fixed by its options always fits items into it with counted changes
@@ -166,40 +172,96 @@ def load_corpus(
     # a vocabulary built from the corpus is not part of the key, but the settings that build it are
     state = json.dumps(encoder.state_dict() if checked else {"options": dataclasses.asdict(encoder.options)},
                        sort_keys=True)
-    key_text = json.dumps([CACHE_VERSION, encoder.name, state, checked, _fingerprint(pairs)], sort_keys=True)
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:24]
-    cache = _cache_path(key)
-    if use_cache and cache.is_file():
+    key_parts = [CACHE_VERSION, encoder.name, state, checked, _fingerprint(pairs)]
+    wanted: set[str] | None = None
+    corpus: Corpus | None = None
+    if only is not None:
+        wanted = set(only)
+        if not wanted or any(name.startswith(("@tail:", "@corpus:")) for name in wanted):
+            raise ValueError("only= takes sequence names; a recorded @tail: or @corpus: split is for split()")
+        if not checked:
+            raise ValueError("only= needs a fitted encoder: part of a corpus would build another vocabulary")
+        pairs = _named_pairs(pairs, only, source)
+        if use_cache:  # a full corpus in the cache holds the named sequences too
+            full = _read_cache(_cache_path(_key(key_parts)), source, encoder)
+            corpus = _pick(full, wanted, {ref for _, ref in pairs}) if full is not None else None
+        # a part is cached under its own key: never served as the full corpus, nor the full one as a part
+        key_parts = key_parts[:-1] + [_fingerprint(pairs), sorted(wanted)]
+    cache = _cache_path(_key(key_parts))
+    if corpus is None and use_cache:
         corpus = _read_cache(cache, source, encoder)
-        if corpus is not None:
-            for ref, reason in corpus.skipped:
-                warn(f"skipped {ref}: {reason}")
-            return corpus
-    if encoder.needs_fit and not fitted:
-        items = []
-        for src, ref in pairs:
-            try:
-                items.extend(src.load(ref))
-            except Exception:
-                continue  # reported below, when it fails again during encoding
-        encoder.fit(items)
-    results = _run(encoder, pairs, checked, workers, progress)
+    fresh = corpus is None
+    if corpus is None:
+        if encoder.needs_fit and not fitted:
+            items = []
+            for src, ref in pairs:
+                try:
+                    items.extend(src.load(ref))
+                except Exception:
+                    continue  # reported below, when it fails again during encoding
+            encoder.fit(items)
+        corpus = _assemble(source, _run(encoder, pairs, checked, workers, progress), wanted)
+    for ref, reason in corpus.skipped:
+        warn(f"skipped {ref}: {reason}")
+    unread = sorted(wanted - set(corpus.names)) if wanted is not None else []
+    if unread:
+        warn(f"{len(unread)} held-out piece(s) were not read from corpus {short_source(source)}: {unread[0]}")
+    if not corpus.sequences:
+        raise ComposerError(f"nothing usable in corpus '{source}' ({len(corpus.skipped)} file(s) skipped)")
+    if fresh and use_cache:
+        _write_cache(cache, corpus, encoder)
+    return corpus
+
+
+def _key(parts: list) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _named_pairs(pairs: list[tuple[CorpusSource, str]], names: Collection[str], source: str) -> list:
+    """The pairs whose references the sequence ``names`` (``REF`` or ``REF#k``) come from."""
+    refs = {ref for _, ref in pairs}
+    wanted: set[str] = set()
+    missing = []
+    for name in names:
+        head, _, k = name.rpartition("#")
+        found = {ref for ref in (name, head if k.isdigit() else None) if ref in refs}
+        if not found:
+            missing.append(name)
+        wanted |= found
+    if missing:
+        raise ComposerError(f"{len(missing)} held-out piece(s) are not in corpus {short_source(source)}: {missing[0]}")
+    return [pair for pair in pairs if pair[1] in wanted]
+
+
+def _assemble(source: str, results: list, wanted: set[str] | None) -> Corpus:
+    """A corpus from the workers' results, in their order; with ``wanted``, only the sequences so named."""
     corpus = Corpus(source, [], [])
     for ref, encoded, error in results:
         if error:
-            warn(f"skipped {ref}: {error}")
             corpus.skipped.append((ref, error))
             continue
         for k, (seq, report) in enumerate(encoded):
-            corpus.sequences.append(seq)
-            corpus.names.append(ref if len(encoded) == 1 else f"{ref}#{k}")
-            corpus.report.add(report)
-    if not corpus.sequences:
-        raise ComposerError(f"nothing usable in corpus '{source}' ({len(corpus.skipped)} file(s) skipped)")
+            name = ref if len(encoded) == 1 else f"{ref}#{k}"
+            if wanted is None or name in wanted:
+                corpus.sequences.append(seq)
+                corpus.names.append(name)
+                corpus.reports.append(report)
+                corpus.report.add(report)
     corpus.digest = _digest(corpus.sequences)
-    if use_cache:
-        _write_cache(cache, corpus, encoder)
     return corpus
+
+
+def _pick(full: Corpus, names: set[str], refs: set[str]) -> Corpus | None:
+    """The named sequences of a full corpus, or None where it lacks their encoding reports (an older cache)."""
+    if len(full.reports) != len(full.sequences):
+        return None
+    keep = [i for i, name in enumerate(full.names) if name in names]
+    part = Corpus(full.source, [full.sequences[i] for i in keep], [full.names[i] for i in keep],
+                  [s for s in full.skipped if s[0] in refs], cached=True, reports=[full.reports[i] for i in keep])
+    for report in part.reports:
+        part.report.add(report)
+    part.digest = _digest(part.sequences)
+    return part
 
 
 def _run(encoder: Encoder, pairs: list, checked: bool, workers: int | None, progress: bool) -> list:
@@ -243,6 +305,7 @@ def _write_cache(path: Path, corpus: Corpus, encoder: Encoder) -> None:
         "names": corpus.names,
         "skipped": corpus.skipped,
         "report": [corpus.report.transposed, corpus.report.mapped, corpus.report.dropped],
+        "reports": [[r.transposed, r.mapped, r.dropped] for r in corpus.reports],
         "digest": corpus.digest,
         "encoder_state": encoder.state_dict(),
     }
@@ -269,7 +332,7 @@ def _read_cache(path: Path, source: str, encoder: Encoder) -> Corpus | None:
     sequences = [part.tolist() for part in np.split(flat, bounds)]
     return Corpus(
         source, sequences, meta["names"], [tuple(s) for s in meta["skipped"]], EncodeReport(*meta["report"]),
-        meta["digest"], cached=True,
+        meta["digest"], cached=True, reports=[EncodeReport(*r) for r in meta.get("reports", [])],
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import TOY
 
-from composer import plugins
+from composer import ComposerError, Constraint, plugins
 from composer.data import piece_batches
 from composer.generate import generate
 from composer.model import ModelConfig, SequenceModel
@@ -97,20 +97,81 @@ def test_encoder_trains_and_samples(registry, name):
     outs = generate(model, encoder, sampler, n=2, max_tokens=min(plan.max_tokens, 400),
                     constraint=plan.constraint, seed=1)
     assert len(outs) == 2
-    for seq in outs:
-        encoder.decode(seq)
+    kind = type(items[0])
+    vocab = encoder.head.spec()["vocab_size"]
+    for out in outs:
+        assert len(out.tokens) <= 1 + min(plan.max_tokens, 400) and out.log_likelihood < 0
+        item = encoder.decode(out.tokens)
+        assert isinstance(item, kind), (type(item), kind)  # decodes to what the corpus holds
+        again = encoder.encode_checked(item)[0]
+        assert all(0 <= t < vocab for t in again)
+
+
+class Tiny:
+    """A token encoder stand-in: start 0, end 1, tokens 2..9."""
+
+    bos, eos = 0, 1
+
+
+class ForbidThree(Constraint):
+    """Token 3 is never allowed; after five tokens only the end token is. Its per-row count follows beams."""
+
+    row_state = ("t",)
+
+    def start(self, batch_size, device):
+        self.t = torch.zeros(batch_size, dtype=torch.long)
+
+    def allowed(self):
+        mask = torch.ones(len(self.t), 10, dtype=torch.bool)
+        mask[:, 3] = False
+        mask[self.t >= 5] = False
+        mask[self.t >= 5, 1] = True
+        return mask
+
+    def advance(self, tokens):
+        self.t += 1
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return SequenceModel(ModelConfig(vocab_size=10, layers=2, hidden_size=16, embedding_size=8)).eval()
+
+
+def model_log_likelihood(model, tokens, new):
+    x = torch.tensor([tokens])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(x[:, :-1]).output.double(), -1)[0]
+    picked = logp[torch.arange(len(tokens) - 1), x[0, 1:]]
+    return float(picked[-new:].sum())
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_sampler_respects_forbidden_tokens_and_seed(registry, name):
+def test_sampler_returns_n_seeded_sequences_scored_by_the_model(registry, name):
+    sampler, model = registry.sampler(name), tiny_model()
+    a = generate(model, Tiny, sampler, n=3, max_tokens=12, primer=[4, 5], seed=5)
+    b = generate(model, Tiny, sampler, n=3, max_tokens=12, primer=[4, 5], seed=5)
+    assert [g.tokens for g in a] == [g.tokens for g in b]
+    assert len(a) == 3
+    for g in a:
+        assert g.tokens[:3] == [0, 4, 5] and 1 <= g.new_tokens <= 12 and len(g.tokens) == 3 + g.new_tokens
+        assert 1 not in g.tokens[:-1]  # cut after the end token
+        assert g.log_likelihood == pytest.approx(model_log_likelihood(model, g.tokens, g.new_tokens), abs=1e-4)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_sampler_keeps_to_the_constraint(registry, name):
+    sampler, model = registry.sampler(name), tiny_model()
+    for g in generate(model, Tiny, sampler, n=4, max_tokens=20, constraint=ForbidThree(), seed=2):
+        assert 3 not in g.tokens and g.tokens[-1] == 1 and g.new_tokens <= 6
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_sampler_options_are_validated_naming_the_valid_ones(registry, name):
     sampler = registry.sampler(name)
-    logits = torch.randn(64, 10, generator=torch.Generator().manual_seed(0))
-    logits[:, 3] = float("-inf")
-    a = sampler.fn(logits, torch.Generator().manual_seed(5), temperature=1.0, top_k=3, top_p=0.8)
-    b = sampler.fn(logits, torch.Generator().manual_seed(5), temperature=1.0, top_k=3, top_p=0.8)
-    assert a.shape == (64,) and a.dtype == torch.long
-    assert torch.equal(a, b)
-    assert not (a == 3).any()
-    forced = torch.full((4, 10), float("-inf"))
-    forced[:, 7] = 0.0
-    assert (sampler.fn(forced, torch.Generator().manual_seed(1)) == 7).all()
+    known = ", ".join(sampler.option_names) or "none"
+    with pytest.raises(ComposerError) as error:
+        sampler.options({"nosuch": "1"})
+    assert str(error.value) == f"unknown option 'nosuch' for sampler '{name}' (known: {known})"
+    for option in sampler.option_names:
+        with pytest.raises(ComposerError, match=f"option '{option}' for sampler '{name}' expects"):
+            sampler.options({option: "not-a-value"})

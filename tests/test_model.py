@@ -7,13 +7,11 @@ import torch.nn.functional as F
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 
 from composer.model import (
-    HEADS,
     MixtureDensityHead,
     ModelConfig,
     PeepholeLSTM,
     SequenceModel,
     detach_state,
-    register_head,
     select_state,
 )
 
@@ -283,11 +281,6 @@ def test_mdn_sample_gives_stroke5_rows_with_a_one_hot_pen_and_follows_the_seed()
     assert torch.equal(pen.sum(-1), torch.ones(4)) and set(pen.unique().tolist()) <= {0.0, 1.0}
     again = model.head.sample(output_t, torch.Generator().manual_seed(1), temperature=0.5)
     torch.testing.assert_close(rows, again)
-
-
-def test_register_head_refuses_a_second_factory_for_a_name():
-    with pytest.raises(ValueError, match="already registered"):
-        register_head("categorical", lambda hidden, spec: HEADS["mdn"](hidden, spec))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -30,6 +30,8 @@ class LengthConstraint(Constraint):
     """Forbids the end token before ``min_steps`` and forces it at ``max_steps``; each token advances time
     by its entry in ``step_sizes``. The start token is never chosen, and a finished row repeats the end."""
 
+    row_state = ("steps", "done")
+
     def __init__(self, step_sizes: Sequence[int], bos: int, eos: int, min_steps: int, max_steps: int) -> None:
         self.step_sizes, self.bos, self.eos = list(step_sizes), bos, eos
         self.min_steps, self.max_steps = min_steps, max_steps
@@ -66,6 +68,8 @@ class PolyphonyConstraint(Constraint):
     CONTINUED_NOTE, or ``step_end`` where it rests); the other notes of the step, at most
     ``max_notes - 1``, lie below it, and the piece ends with the melody. A lower voice may not continue
     the melody's note of the step before (it could only be read back as the melody's own note)."""
+
+    row_state = ("steps", "notes", "lowest", "sounding", "previous", "done")
 
     def __init__(
         self,

@@ -211,8 +211,10 @@ class Beam(Sampler):
             if made < run.max_tokens and not bool(finished.all()):
                 logits, state = run.step(tokens[:, -1], state)
         best = torch.sort(score, descending=True, stable=True).indices[: run.n]
-        if not bool(torch.isfinite(score[best]).all()):
-            raise ComposerError(f"beam search found fewer than {run.n} sequences the constraint allows")
+        found = int(torch.isfinite(score).sum())
+        if found < run.n:
+            raise ComposerError(f"beam search found only {found} different sequence(s) the constraint allows; "
+                                f"ask for at most {found}")
         return run.finish(tokens[best], score[best])
 
 

@@ -3,9 +3,9 @@ the same run: tokens per second of forward + backward + AdamW step, as in char-r
 
     python benchmarks/bench_lstm.py                      # 2x256 and 3x512, batch 32 x 128, vocab 96
     python benchmarks/bench_lstm.py --threads 2 --steps 20
+    python benchmarks/bench_lstm.py --threads 2 --steps 8 --save    # also writes results/lstm.json
 
-Writes benchmarks/results/lstm.json and prints a table. The two loops alternate step by step so that
-a busy machine slows both alike.
+Prints a table. The two loops alternate step by step so that a busy machine slows both alike.
 """
 
 import argparse
@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from composer.model import ModelConfig, SequenceModel, detach_state
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parent
+RESULT = HERE / "results" / "lstm.json"
 
 
 class Bare(torch.nn.Module):
@@ -66,23 +67,36 @@ def measure(layers: int, hidden: int, args) -> dict:
             "bare_lstm_tok_s": round(tokens / times[1]), "ratio": round(times[1] / times[0], 3)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--vocab", type=int, default=96)
-    args = parser.parse_args()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps of each loop, after two warm-up steps")
+    parser.add_argument("--batch", type=int, default=32, help="sequences per batch")
+    parser.add_argument("--seq-len", type=int, default=128, help="tokens per sequence")
+    parser.add_argument("--vocab", type=int, default=96, help="vocabulary size")
+    parser.add_argument("--conditions", help="how the machine was while measuring, recorded with the results")
+    parser.add_argument("--save", action="store_true", help=f"write the results to {RESULT.relative_to(HERE.parent)}")
+    args = parser.parse_args(argv)
+    if min(args.threads, args.steps, args.batch, args.seq_len, args.vocab) < 1:
+        parser.error("--threads, --steps, --batch, --seq-len and --vocab take positive numbers")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = [measure(layers, hidden, args) for layers, hidden in ((2, 256), (3, 512))]
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.threads} threads",
               "torch": torch.__version__, "batch": args.batch, "seq_len": args.seq_len, "rows": rows}
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "lstm.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.conditions:
+        result["conditions"] = args.conditions
     print(f"{'shape':6}  {'composer tok/s':>14}  {'bare nn.LSTM tok/s':>18}  {'composer/bare':>13}")
     for row in rows:
         print(f"{row['shape']:6}  {row['composer_tok_s']:>14,}  {row['bare_lstm_tok_s']:>18,}  {row['ratio']:>13.2f}")
+    if args.save:
+        RESULT.parent.mkdir(exist_ok=True)
+        RESULT.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {RESULT}")
 
 
 if __name__ == "__main__":

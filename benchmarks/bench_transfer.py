@@ -13,8 +13,10 @@ polyphony encoding), and the final models are scored with `composer evaluate`.
 
     python benchmarks/bench_transfer.py                      # base -> music21:beethoven, 600 steps
     python benchmarks/bench_transfer.py --steps 100 --eval-every 20 --corpus music21:mozart
+    python benchmarks/bench_transfer.py --save               # also writes results/transfer.json and .png
 
-Writes results/transfer.json and results/transfer.png (learning curves against steps and seconds).
+Prints the results as JSON and a summary; with --save, writes results/transfer.json and
+results/transfer.png (learning curves against steps and seconds).
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ import sys
 import time
 from pathlib import Path
 
+from composer import ComposerError
+from composer.checkpoint import read_meta
+from composer.data import load_corpus
+from composer.plugins import get_registry
+
 HERE = Path(__file__).resolve().parent
+RESULT, PLOT = HERE / "results" / "transfer.json", HERE / "results" / "transfer.png"
 MODEL_KEYS = ("layers", "hidden_size", "embedding_size", "dropout", "cell", "layer_norm", "residual", "attention")
 
 
@@ -54,32 +62,46 @@ def read_metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def main() -> int:
+def checkpoint_of(target: str) -> Path:
+    """A checkpoint file, or the checkpoint of a style name."""
+    path = Path(target).expanduser()
+    return path if path.is_file() else get_registry().style(target).checkpoint
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parent", default="base", help="style name or checkpoint to fine-tune from (default base)")
-    ap.add_argument("--corpus", default="music21:beethoven", help="the held-out style corpus")
-    ap.add_argument("--steps", type=int, default=600, help="optimizer steps for each run")
-    ap.add_argument("--eval-every", type=int, default=50, help="steps between validations")
-    ap.add_argument("--valid-fraction", type=float, default=0.2)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--corpus", default="music21:beethoven",
+                    help="the held-out style corpus (default music21:beethoven)")
+    ap.add_argument("--steps", type=int, default=600, help="optimizer steps for each run (default 600)")
+    ap.add_argument("--eval-every", type=int, default=50, help="steps between validations (default 50)")
+    ap.add_argument("--valid-fraction", type=float, default=0.2, help="held-out share of the corpus (default 0.2)")
+    ap.add_argument("--batch-size", type=int, default=32, help="sequences per batch (default 32)")
+    ap.add_argument("--seq-len", type=int, default=128, help="tokens per training window (default 128)")
     ap.add_argument("--finetune-lr", type=float, default=5e-4, help="default: `composer finetune`'s default")
     ap.add_argument("--scratch-lr", type=float, default=3e-3, help="default: the rate the shipped recipes use")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=1, help="seed of the split and of both runs (default 1)")
     ap.add_argument("--sequential", action="store_true", help="run one after the other instead of side by side")
-    ap.add_argument("--work", default="runs/bench-transfer", help="folder for the two runs")
-    ap.add_argument("--out", default=str(HERE / "results" / "transfer.json"))
-    ap.add_argument("--plot", default=str(HERE / "results" / "transfer.png"))
-    args = ap.parse_args()
+    ap.add_argument("--work", default="runs/bench-transfer",
+                    help="folder for the two runs and their logs (default runs/bench-transfer)")
+    ap.add_argument("--save", action="store_true",
+                    help=f"write {RESULT.relative_to(HERE.parent)} and {PLOT.relative_to(HERE.parent)}")
+    args = ap.parse_args(argv)
+    if min(args.steps, args.eval_every, args.batch_size, args.seq_len) < 1 or not 0 < args.valid_fraction < 1:
+        ap.error("--steps, --eval-every, --batch-size and --seq-len take positive numbers, --valid-fraction one "
+                 "between 0 and 1")
+    try:
+        args.parent_checkpoint = checkpoint_of(args.parent)
+    except ComposerError as exc:
+        ap.error(f"--parent: {exc}")
+    return args
 
-    from composer.checkpoint import read_meta
-    from composer.cli import registry, resolve_checkpoint
-    from composer.data import load_corpus
 
-    parent = resolve_checkpoint(args.parent)
-    meta = read_meta(parent)
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    meta = read_meta(args.parent_checkpoint)
     enc_meta, model_meta = meta["encoder"], meta["model"]
-    reg = registry()
+    reg = get_registry()
     encoder = reg.encoder(enc_meta["name"])()
     encoder.load_state_dict(enc_meta["state"])
     # read the corpus once here, so that both runs find it in the cache
@@ -168,16 +190,18 @@ def main() -> int:
         "settings": {**common, "finetune_lr": args.finetune_lr, "scratch_lr": args.scratch_lr},
         "summary": summary, "curves": curves,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    plot(curves, args, Path(args.plot))
+    print(json.dumps(result, indent=1))
     eq, et = summary["equal_steps"], summary["equal_time"]
     print(f"after {args.steps} steps: fine-tuned {eq['finetuned_nll_per_step']:.3f}, from scratch "
           f"{eq['scratch_nll_per_step']:.3f} nats per time step (held-out {args.corpus})")
     print(f"after {et['seconds']:.0f} s: fine-tuned {et['finetuned_nll_per_step']:.3f}, from scratch "
           f"{et['scratch_nll_per_step']:.3f}")
     print(f"from scratch reached the fine-tuned model's best {'at step ' + str(reach) if reach else 'never'}")
-    print(f"wrote {args.out} and {args.plot}")
+    if args.save:
+        RESULT.parent.mkdir(exist_ok=True)
+        RESULT.write_text(json.dumps(result, indent=1) + "\n")
+        plot(curves, args, PLOT)
+        print(f"wrote {RESULT} and {PLOT}")
     return 0
 
 

@@ -14,7 +14,9 @@ import heapq
 import json
 import os
 import random
+import signal
 import sys
+import threading
 from collections.abc import Collection
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -268,24 +270,79 @@ def _run(encoder: Encoder, pairs: list, checked: bool, workers: int | None, prog
     from tqdm import tqdm
 
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    bar = tqdm(total=len(pairs), desc="reading corpus", unit="file", disable=not progress or len(pairs) < 8,
-               file=sys.stderr)
-    results = []
-    if workers <= 1 or len(pairs) < 8:
+    with tqdm(total=len(pairs), desc="reading corpus", unit="file", disable=not progress or len(pairs) < 8,
+              file=sys.stderr) as bar:
+        if workers > 1 and len(pairs) >= 8:
+            return _run_in_workers(encoder, pairs, checked, workers, bar)
+        results = []
         for src, ref in pairs:
             results.append(_load_and_encode(encoder, src, ref, checked))
             bar.update()
-    else:
-        import multiprocessing as mp
+        return results
 
-        method = "fork" if sys.platform.startswith("linux") else None
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context(method)) as pool:
-            futures = [pool.submit(_load_and_encode, encoder, src, ref, checked) for src, ref in pairs]
-            for fut in futures:
-                results.append(fut.result())
-                bar.update()
-    bar.close()
+
+def _run_in_workers(encoder: Encoder, pairs: list, checked: bool, workers: int, bar: Any) -> list:
+    """Read in worker processes. Ctrl-C or SIGTERM stops them at once (pending work cancelled, workers
+    terminated) and the exception goes on: KeyboardInterrupt, or SystemExit(143) for a SIGTERM whose
+    default would have killed this process and left the workers reading."""
+    import multiprocessing as mp
+
+    method = "fork" if sys.platform.startswith("linux") else None
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_worker_signals)
+    previous_term = _exit_on_sigterm()
+    try:
+        futures = [pool.submit(_load_and_encode, encoder, src, ref, checked) for src, ref in pairs]
+        results = []
+        for fut in futures:
+            results.append(fut.result())
+            bar.update()
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+    pool.shutdown()
     return results
+
+
+def _worker_signals() -> None:
+    """A worker leaves Ctrl-C to the parent and ends on SIGTERM, whatever handler it was forked with."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _exit_on_sigterm() -> Any:
+    """Where SIGTERM has its default (end this process at once), make it raise SystemExit(143) instead, so that
+    the workers are stopped first; returns the handler to restore, or None where nothing changed."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the pending work and end the workers now, ignoring a second Ctrl-C or SIGTERM meanwhile
+    (what ``ProcessPoolExecutor.terminate_workers`` does from Python 3.14)."""
+    main = threading.current_thread() is threading.main_thread()
+    held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        processes = list((pool._processes or {}).values())  # shutdown() forgets them
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.terminate()
+        for proc in processes:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    finally:
+        for sig, handler in held.items():
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(sig, handler)
 
 
 def _digest(sequences: list[list[int]]) -> str:

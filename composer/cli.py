@@ -186,7 +186,7 @@ def info(target: str, as_json: bool) -> None:
 def train_options(overrides: dict[str, Any] | None = None):
     """The options shared by train and finetune; help shows the defaults that command uses (``overrides``
     over TrainConfig's)."""
-    from composer.train import TrainConfig
+    from composer.training import TrainConfig
 
     d = {**dataclasses.asdict(TrainConfig()), **(overrides or {})}
     recipe = " A --config recipe's settings win over these defaults." if overrides else ""

@@ -98,7 +98,7 @@ class Session:
 
     def __init__(self, target: str | Path, *, device: str = "auto", registry: Registry | None = None) -> None:
         from composer.checkpoint import load_model
-        from composer.train import pick_device
+        from composer.training import pick_device
 
         self.registry = registry or get_registry()
         self.path = resolve_checkpoint(target, self.registry)
@@ -211,9 +211,9 @@ class Session:
         """Refuse to overwrite an existing file unless ``force``."""
         existing = [p for row in paths for p in row if p.exists()]
         if existing and not force:
-            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-            raise ComposerError(f"{existing[0]}{more} already exist(s); use --force (force=True) to overwrite, "
-                                "or another output folder or seed")
+            which = f"{existing[0]} and {len(existing) - 1} more file(s) already exist" if len(existing) > 1 else \
+                f"{existing[0]} already exists"
+            raise ComposerError(f"{which}; use --force (force=True) to overwrite, or another output folder or seed")
 
     def write(self, items: list, folder: str | Path = ".", formats: str | list[str] | None = None, *,
               stem: str | None = None, force: bool = False) -> Written:
@@ -251,7 +251,7 @@ class Session:
         return self.score_sequences(sequences, batch_size)
 
     def score_sequences(self, sequences: list[list[int]], batch_size: int = 16) -> Scores:
-        from composer.train import evaluate_nll
+        from composer.training import evaluate_nll
 
         sequences = [list(s) for s in sequences if len(s) > 1]
         if not sequences:
@@ -325,7 +325,7 @@ def train_config(config: str | Path | None = None, settings: dict[str, Any] | No
     """A TrainConfig from, in rising priority: ``defaults``, the TOML file ``config``, ``settings`` (training
     settings; model-shape ones such as ``layers`` may be given at the top level) and ``encoder_options``.
     A ``None`` setting means "not given"."""
-    from composer.train import TrainConfig
+    from composer.training import TrainConfig
 
     values: dict[str, Any] = {**(defaults or {}), **(read_config(config) if config else {})}
     for key in ("corpus", "valid_corpus"):
@@ -358,7 +358,7 @@ def train(config: str | Path | None = None, *, resume: bool = False, encoder_opt
 
 
 def run_training(config: Any, resume: bool = False) -> dict[str, Any]:
-    from composer.train import train as train_run
+    from composer.training import train as train_run
 
     start = time.time()
     trainer = train_run(config, get_registry(), resume=resume)

@@ -17,8 +17,8 @@ def test_unknown_style_is_one_line_and_nonzero():
 
 def test_listings_run(toy):
     for command, expected in [("plugins", "composer_samplers"), ("samplers", "top-p"), ("encoders", "toy"),
-                              ("corpora", "toy:NAME"),
-                              ("styles", "")]:
+                              ("corpora", "toy:NAME"), ("styles", "bach "), ("samplers", "beam_size 4"),
+                              ("writers", "midi     mid"), ("encoders", "length in bars")]:
         result = run_cli([command], env=toy)
         assert result.returncode == 0, result.stderr
         assert expected in result.stdout
@@ -54,6 +54,29 @@ def toy_corpus_dir(tmp_path):
     for i in range(3):
         (folder / f"{i}.toy").write_text("abcabc\n")
     return folder
+
+
+def test_help_into_a_closed_pipe_exits_quietly():
+    import subprocess
+    import sys
+
+    result = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m composer --help | head -1"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.startswith("Usage:")
+
+
+def test_bad_sampler_settings_are_one_line_errors(tmp_path):
+    cases = {
+        ("-S", "nosuch", "1"): "Error: unknown option 'nosuch' for sampler 'top-p' (known: temperature, top_p)",
+        ("--temperature", "-1"): "Error: temperature must be 0 (always the most likely token) or more, got -1.0",
+        ("--sampler", "beam", "-S", "beam_size", "wide"): "Error: option 'beam_size' for sampler 'beam' expects int, "
+                                                          "got 'wide'",
+    }
+    for args, message in cases.items():
+        result = run_cli(["sample", "--style", "bach", "-o", str(tmp_path), *args])
+        assert result.returncode == 1 and result.stderr.strip() == message, result.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_debug_shows_the_traceback():

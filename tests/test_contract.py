@@ -11,7 +11,7 @@ from composer import ComposerError, Constraint, plugins
 from composer.data import piece_batches
 from composer.generate import generate
 from composer.model import ModelConfig, SequenceModel
-from composer.train import _head_fields
+from composer.training import _head_fields
 
 
 def _names(kind):

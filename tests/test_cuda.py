@@ -7,7 +7,7 @@ import torch
 
 from composer import checkpoint, plugins
 from composer.generate import generate
-from composer.train import TrainConfig, train
+from composer.training import TrainConfig, train
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")]
 

@@ -16,7 +16,7 @@ from composer.data import load_corpus
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # a test runner in the background ignores SIGINT
 if sys.argv[2] == "train":
-    from composer.train import _raise_on_sigterm
+    from composer.training import _raise_on_sigterm
 
     _raise_on_sigterm()
 

@@ -4,7 +4,7 @@ import pytest
 from conftest import run_cli
 
 from composer import checkpoint, plugins
-from composer.train import TrainConfig, train
+from composer.training import TrainConfig, train
 
 TINY = ["--batch-size", "4", "--seq-len", "16", "--workers", "1"]
 
@@ -57,7 +57,7 @@ def test_finetune_keeps_the_parent_vocabulary_and_freezes_layers(toy, parent, sm
 
 
 def test_gradual_unfreezing_thaws_the_top_frozen_group_first(toy, parent, small_corpus, tmp_path):
-    from composer.train import Trainer
+    from composer.training import Trainer
 
     config = TrainConfig(corpus=str(small_corpus), output=str(tmp_path / "g"), parent=str(parent), freeze_layers=2,
                          freeze_embedding=True, unfreeze_every=1)

@@ -9,7 +9,7 @@ import pytest
 from conftest import run_cli
 
 from composer import checkpoint, plugins
-from composer.train import TrainConfig, train
+from composer.training import TrainConfig, train
 
 TINY = ["--layers", "1", "--hidden-size", "32", "--embedding-size", "16", "--batch-size", "4", "--seq-len", "16",
         "--workers", "1"]
@@ -126,13 +126,13 @@ def test_unknown_training_setting_in_config_file_is_an_error(toy, tmp_path):
 
 
 def test_config_file_and_flags_combine(toy, toy_corpus, tmp_path):
-    from composer.cli import build_train_config
+    from composer.session import train_config
 
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'encoder = "toy"\ncorpus = "{toy_corpus}"\nepochs = 7\n[model]\nlayers = 3\n'
                    '[encoder_options]\nlowercase = "false"\n')
-    config = build_train_config(str(cfg), {"epochs": 2, "hidden_size": 64}, {"lowercase": "true"})
+    config = train_config(cfg, {"epochs": 2, "hidden_size": 64}, {"lowercase": "true"})
     assert config.epochs == 2 and config.model == {"layers": 3, "hidden_size": 64}
     assert config.encoder_options == {"lowercase": "true"} and config.output == os.path.join("runs", "c")
     cfg.write_text(f'encoder = "toy"\ncorpus = ["{toy_corpus}", "-{toy_corpus / "1*.toy"}"]\n')
-    assert build_train_config(str(cfg), {}, {}).corpus == f"{toy_corpus},-{toy_corpus / '1*.toy'}"
+    assert train_config(cfg).corpus == f"{toy_corpus},-{toy_corpus / '1*.toy'}"

@@ -7,7 +7,7 @@ from conftest import run_cli
 
 from composer import checkpoint, plugins
 from composer.model import ModelConfig, SequenceModel
-from composer.train import _head_fields
+from composer.training import _head_fields
 
 
 @pytest.fixture

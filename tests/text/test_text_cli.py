@@ -17,7 +17,7 @@ def test_train_then_sample_with_a_primer(tmp_path: Path) -> None:
                       "--layers", "1", "--hidden-size", "32", "--workers", "1", "--batch-size", "4", "--seq-len", "32"])
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
-    result = run_cli(["sample", "--checkpoint", str(run / "model.safetensors"), "--prime", "The quick", "--length",
+    result = run_cli(["sample", "--checkpoint", str(run / "model.safetensors"), "-O", "prime", "The quick", "--length",
                       "50", "--seed", "3", "-n", "2", "-o", str(out)])
     assert result.returncode == 0, result.stderr
     files = sorted(out.glob("*.txt"))

@@ -1,0 +1,89 @@
+"""The library layer (composer.load, Session.generate/write/score, train, evaluate) and its agreement with
+the command line."""
+
+import pytest
+from conftest import run_cli
+
+import composer
+from composer import ComposerError
+
+
+@pytest.fixture(scope="module")
+def bach():
+    return composer.load("bach", device="cpu")
+
+
+def test_the_readme_example_writes_the_chorale_the_cli_writes(bach, tmp_path):
+    pieces = bach.generate(n=1, seed=1)
+    written = bach.write(pieces, tmp_path / "lib", formats=["mid"])
+    assert [p.name for p in written.files] == ["bach-1-1.mid"]
+    cli = run_cli(["sample", "--style", "bach", "--seed", "1", "-o", str(tmp_path / "cli")])
+    assert cli.returncode == 0, cli.stderr
+    assert (tmp_path / "lib" / "bach-1-1.mid").read_bytes() == (tmp_path / "cli" / "bach-1-1.mid").read_bytes()
+
+
+def test_generate_returns_items_with_how_they_were_made(bach):
+    pieces = bach.generate(n=2, seed=3, length=2, temperature=0.9)
+    assert len(pieces) == 2 and all(type(p).__name__ == "PrettyMIDI" for p in pieces)
+    assert pieces.seed == 3 and pieces.sampler == "top-p" and pieces.options == {"temperature": 0.9, "top_p": 0.95}
+    assert all(g.log_likelihood < 0 for g in pieces.sequences)
+    assert [g.tokens for g in bach.generate(n=2, seed=3, length=2, temperature=0.9).sequences] == \
+        [g.tokens for g in pieces.sequences]
+
+
+def test_beam_search_writes_a_chorale_no_less_likely_than_ancestral_sampling(bach):
+    sampled = bach.generate(seed=1)
+    beam = bach.generate(seed=1, sampler="beam")
+    assert bach.encoder.summarize(beam[0]).startswith("4 parts")
+    assert bach.score(beam).nll_per_token <= bach.score(sampled).nll_per_token
+
+
+def test_score_of_decoded_items_equals_the_score_of_their_tokens(bach):
+    pieces = bach.generate(n=2, seed=4, length=2)
+    direct, encoded = bach.score(pieces), bach.score(list(pieces))
+    assert direct.tokens == encoded.tokens
+    assert direct.nll_per_token == pytest.approx(encoded.nll_per_token, abs=1e-6)
+    assert direct.nll_per_step == pytest.approx(direct.nll_per_token * direct.tokens / direct.steps)
+
+
+def test_bad_sampler_options_name_the_valid_ones(bach):
+    with pytest.raises(ComposerError, match=r"unknown option 'nosuch' for sampler 'top-p' \(known: temperature, top_p\)"):
+        bach.generate(nosuch=1)
+    with pytest.raises(ComposerError, match="temperature must be 0"):
+        bach.generate(temperature=-1)
+    with pytest.raises(ComposerError, match="expects int"):
+        bach.generate(sampler="beam", beam_size="wide")
+    with pytest.raises(ComposerError, match="unknown sampler 'nope'"):
+        bach.generate(sampler="nope")
+    with pytest.raises(ComposerError, match="number of outputs"):
+        bach.generate(n=0)
+
+
+def test_write_zero_pads_indices_and_never_overwrites_without_force(bach, tmp_path):
+    items = [f"tune {i}" for i in range(10)]
+    irish = composer.load("irish", device="cpu")
+    written = irish.write(items, tmp_path, formats="abc", stem="t")
+    names = sorted(p.name for p in written.files)
+    assert names[:2] == ["t-01.abc", "t-02.abc"] and names[-1] == "t-10.abc"
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "t-03.abc").write_text("mine")
+    with pytest.raises(ComposerError, match="t-03.abc already exists; use --force"):
+        irish.write(items, tmp_path / "new", formats="abc", stem="t")
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["t-03.abc"]  # nothing written, nothing lost
+    assert (tmp_path / "new" / "t-03.abc").read_text() == "mine"
+    irish.write(items, tmp_path / "new", formats="abc", stem="t", force=True)
+    assert (tmp_path / "new" / "t-03.abc").read_text() == "tune 2\n"
+
+
+def test_train_and_evaluate_as_functions(tmp_path):
+    corpus = tmp_path / "texts"
+    corpus.mkdir()
+    for i in range(12):
+        (corpus / f"{i}.txt").write_text("the cat sat on the mat. " * (3 + i))
+    result = composer.train(encoder="char", corpus=str(corpus), output=str(tmp_path / "run"), epochs=1, layers=1,
+                            hidden_size=16, embedding_size=8, batch_size=2, seq_len=32, workers=1)
+    assert result["steps"] > 0 and (tmp_path / "run" / "model.safetensors").is_file()
+    scores = composer.evaluate(tmp_path / "run" / "model.safetensors", samples=2)
+    assert "held-out split" in scores["data"] and scores["sequences"] == 1 and scores["nll_per_token"] > 0
+    with pytest.raises(ComposerError, match="unknown training setting"):
+        composer.train(encoder="char", corpus=str(corpus), output=str(tmp_path / "r2"), learning_rate=1)

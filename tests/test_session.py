@@ -47,7 +47,8 @@ def test_score_of_decoded_items_equals_the_score_of_their_tokens(bach):
 
 
 def test_bad_sampler_options_name_the_valid_ones(bach):
-    with pytest.raises(ComposerError, match=r"unknown option 'nosuch' for sampler 'top-p' \(known: temperature, top_p\)"):
+    known = r"\(known: temperature, top_p\)"
+    with pytest.raises(ComposerError, match=rf"unknown option 'nosuch' for sampler 'top-p' {known}"):
         bach.generate(nosuch=1)
     with pytest.raises(ComposerError, match="temperature must be 0"):
         bach.generate(temperature=-1)

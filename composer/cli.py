@@ -292,9 +292,9 @@ def finetune(parent, name, config_file, resume, options, save_to, force, **flags
 @cli.command()
 @generation_options
 @click.option("--length", type=float,
-              help="Length in the model's unit (bars, characters, seconds: `composer encoders` says which).")
+              help="Length in the model's own unit (`composer encoders` gives each encoder's).")
 @click.option("--primer", type=click.Path(exists=True, dir_okay=False),
-              help="Continue this file (e.g. a MIDI file for music models).")
+              help="Continue this file (any file the model's corpus readers take).")
 def sample(style, checkpoint, device, length, primer, **opts) -> None:
     """Generate new pieces from a style or a checkpoint.
 

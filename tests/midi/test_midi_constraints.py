@@ -182,3 +182,25 @@ def test_harmonization_reads_a_melody_file(tmp_path: Path) -> None:
 def test_bad_melodies_are_clear_errors(melody: list[tuple[int, int, int]], message: str) -> None:
     with pytest.raises(ComposerError, match=message):
         PolyphonyEncoder().generation_plan(melody=melody)
+
+
+@pytest.mark.parametrize("options", [{}, {"steps_per_iteration": 5, "branch_factor": 3},
+                                     {"sample": True, "steps_per_iteration": 4}])
+def test_beam_search_under_harmonization_keeps_the_melody(options: dict) -> None:
+    from composer import plugins
+    from composer.generate import generate as run
+    from composer.model import ModelConfig, SequenceModel
+
+    encoder = PolyphonyEncoder()
+    torch.manual_seed(0)
+    model = SequenceModel(ModelConfig(vocab_size=encoder.head.vocab_size, layers=1, hidden_size=16,
+                                      embedding_size=8)).eval()
+    soprano = as_notes([(67, 0, 4), (69, 0, 2), (71, 1, 4), (72, 0, 8)])
+    plan = encoder.generation_plan(melody=soprano)
+    beam = plugins.get_registry().sampler("beam")
+    results = run(model, encoder, beam, n=2, max_tokens=plan.max_tokens, constraint=plan.constraint, seed=1,
+                  options=beam.options(options))
+    assert results[0].tokens != results[1].tokens
+    for result in results:
+        assert result.tokens[-1] == END and encoder.steps(result.tokens) == soprano[-1].end
+        assert skyline(encoder.notes(result.tokens)) == soprano

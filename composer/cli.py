@@ -183,9 +183,9 @@ def info(target: str, as_json: bool) -> None:
 # ---------------------------------------------------------------------------------------- train
 
 
-def train_options(overrides: dict[str, Any] | None = None):
+def train_options(overrides: dict[str, Any] | None = None, run_folder: str = "runs/NAME"):
     """The options shared by train and finetune; help shows the defaults that command uses (``overrides``
-    over TrainConfig's)."""
+    over TrainConfig's, and where its run folder goes)."""
     from composer.training import TrainConfig
 
     d = {**dataclasses.asdict(TrainConfig()), **(overrides or {})}
@@ -194,7 +194,7 @@ def train_options(overrides: dict[str, Any] | None = None):
         click.option("--config", "config_file", type=click.Path(dir_okay=False),
                      help="Training settings (TOML)." + recipe),
         click.option("--corpus", help="PREFIX:NAME (e.g. music21:bach), a file, a folder or a glob."),
-        click.option("-o", "--output", help="Run folder (default runs/NAME)."),
+        click.option("-o", "--output", help=f"Run folder (default {run_folder})."),
         click.option("--valid-corpus", help="Validate on this corpus instead of a held-out split."),
         click.option("--valid-fraction", type=float, help=f"Held-out fraction (default {d['valid_fraction']})."),
         click.option("--epochs", type=int, help=f"Epochs (default {d['epochs']})."),
@@ -257,7 +257,7 @@ def train(config_file, resume, options, **flags) -> None:
 @cli.command()
 @click.option("--from", "parent", required=True, help="The style or checkpoint to start from.")
 @click.option("--name", required=True, help="Name of the new style.")
-@train_options(FINETUNE_DEFAULTS)
+@train_options(FINETUNE_DEFAULTS, run_folder="COMPOSER_HOME/runs/NAME")
 @click.option("--dropout", type=float, help="Dropout while fine-tuning (default: the parent's).")
 @click.option("--freeze-embedding", is_flag=True, default=None, help="Keep the input embedding fixed.")
 @click.option("--freeze-layers", type=int, help="Keep the lowest K recurrent layers fixed.")

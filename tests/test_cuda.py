@@ -29,6 +29,9 @@ def test_gpu_checkpoint_loads_on_cpu_and_samples_the_same(toy, toy_corpus, tmp_p
     reg = plugins.get_registry()
     cpu_model, encoder, _ = checkpoint.load_model(tmp_path / "r" / "model.safetensors", reg, "cpu")
     gpu_model, _, _ = checkpoint.load_model(tmp_path / "r" / "model.safetensors", reg, "cuda")
-    greedy = reg.sampler("greedy")
-    assert generate(cpu_model, encoder, greedy, n=2, max_tokens=20, seed=0) == \
-        generate(gpu_model, encoder, greedy, n=2, max_tokens=20, seed=0, device="cuda")
+    for name in ("greedy", "beam", "ancestral"):
+        sampler = reg.sampler(name)
+        on_cpu = generate(cpu_model, encoder, sampler, n=2, max_tokens=20, seed=0)
+        on_gpu = generate(gpu_model, encoder, sampler, n=2, max_tokens=20, seed=0, device="cuda")
+        assert [g.tokens for g in on_cpu] == [g.tokens for g in on_gpu], name
+        assert [g.log_likelihood for g in on_cpu] == pytest.approx([g.log_likelihood for g in on_gpu], abs=1e-3)

@@ -29,7 +29,7 @@ def test_gpu_checkpoint_loads_on_cpu_and_samples_the_same(toy, toy_corpus, tmp_p
     reg = plugins.get_registry()
     cpu_model, encoder, _ = checkpoint.load_model(tmp_path / "r" / "model.safetensors", reg, "cpu")
     gpu_model, _, _ = checkpoint.load_model(tmp_path / "r" / "model.safetensors", reg, "cuda")
-    for name in ("greedy", "beam", "ancestral"):
+    for name in ("greedy", "beam"):  # deterministic: the same tokens wherever the logits are computed
         sampler = reg.sampler(name)
         on_cpu = generate(cpu_model, encoder, sampler, n=2, max_tokens=20, seed=0)
         on_gpu = generate(gpu_model, encoder, sampler, n=2, max_tokens=20, seed=0, device="cuda")

@@ -29,6 +29,7 @@ from composer.api import ComposerError, Generated, GenerationPlan, Sampler, Writ
 from composer.plugins import Registry, get_registry
 
 MAX_OUTPUTS = 10_000  # more pieces than this in one call is a typo, not a request
+MAX_TOKENS = 1_000_000  # per piece: hours of music or a long book
 DEFAULT_SAMPLER = "ancestral"
 
 
@@ -166,6 +167,9 @@ class Session:
         chosen = self.sampler(sampler)
         opts = chosen.options(options, self.defaults)
         plan = self.plan(length, requests)
+        if plan.max_tokens > MAX_TOKENS:
+            raise ComposerError(f"that length asks for up to {plan.max_tokens:,} tokens per piece; the most is "
+                                f"{MAX_TOKENS:,} (length is in {self.encoder.length_unit})")
         tokens = self.primer(primer) if primer is not None else []
         if tokens and plan.primer:
             raise ComposerError("give one primer: a primer file or item, or a prime request, not both")

@@ -58,6 +58,8 @@ def test_bad_sampler_options_name_the_valid_ones(bach):
         bach.generate(sampler="nope")
     with pytest.raises(ComposerError, match="number of outputs"):
         bach.generate(n=0)
+    with pytest.raises(ComposerError, match=r"the most is 1,000,000 \(length is in bars\)"):
+        bach.generate(length=1e9)
 
 
 def test_write_zero_pads_indices_and_never_overwrites_without_force(bach, tmp_path):

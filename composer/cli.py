@@ -110,7 +110,8 @@ def samplers() -> None:
     for name, sampler in sorted(reg.samplers.items()):
         click.echo(f"{name:12} {sampler.description}")
         defaults = sampler.options()
-        options = ", ".join(f"{key} {getattr(defaults, key)}" for key in sampler.option_names) or "none"
+        shown = {key: getattr(defaults, key) for key in sampler.option_names}
+        options = ", ".join(f"{k} {str(v).lower() if isinstance(v, bool) else v}" for k, v in shown.items()) or "none"
         click.echo(f"{'':12} options: {options}")
 
 

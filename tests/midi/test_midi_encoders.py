@@ -10,7 +10,7 @@ import pytest
 from composer_midi.corpora import load_music21
 from composer_midi.examples import example_pieces
 from composer_midi.melody import MelodyEncoder
-from composer_midi.notes import Note, merge_restrikes, quantize, skyline
+from composer_midi.notes import Note, merge_restrikes, quantize, skyline, transpose_tokens
 from composer_midi.performance import PerformanceEncoder
 from composer_midi.polyphony import FIRST_NOTE, STEP_END, PolyphonyEncoder
 
@@ -205,6 +205,17 @@ def test_performance_augment_transposes_note_ons_and_offs_together() -> None:
         notes = encoder.decode(encoder.augment(seq, random.Random(seed))).instruments[0].notes
         shift = notes[0].pitch - 60
         assert -3 <= shift <= 3 and notes[1].pitch == 67 + shift
+
+
+def test_transpose_tokens_moves_every_note_token_by_one_shift_that_fits() -> None:
+    notes = range(10, 20)  # two tokens for each of five pitches, like NEW_NOTE and CONTINUED_NOTE
+    seq = [0, 11, 16, 3, 13, 19]  # pitches 1, 1, 3 and 4 of 0..4: room for one step down, none up
+    outs = [transpose_tokens(seq, random.Random(seed), 3, notes, 5) for seed in range(30)]
+    moves = {tuple(b - a for a, b in zip(seq, out, strict=True)) for out in outs}
+    assert moves == {(0, 0, 0, 0, 0, 0), (0, -1, -1, 0, -1, -1)}
+    rng = random.Random(7)
+    assert transpose_tokens([0, 3, 9, 20], rng, 3, notes, 5) == [0, 3, 9, 20]  # no note token: nothing drawn
+    assert rng.random() == random.Random(7).random()
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ def register_encoders(register: Callable[[Any], None]) -> None:
 def register_corpora(register: Callable[[Any], None]) -> None:
     register(
         CorpusSource(
-            name="music21",
+            name=corpora.SOURCE,
             modality=MODALITY,
             load=corpora.load_music21,
             list=corpora.list_music21,

@@ -5,12 +5,11 @@ processes and cache what it returns."""
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
-from fnmatch import fnmatch
 from pathlib import Path
 
 import pretty_midi
+from composer_music21.corpus import corpus_dir, corpus_files, find_collection, matching
 
 from composer import ComposerError
 from composer_midi.scores import score_to_midi
@@ -19,19 +18,12 @@ MIDI_SUFFIXES = (".mid", ".midi")
 SCORE_SUFFIXES = (".mxl", ".musicxml", ".xml", ".krn", ".abc")
 NOT_COLLECTIONS = {"demos", "theoryExercises"}  # folders of music21's corpus that are not music to learn
 ALL = "all"
-
-
-def corpus_dir() -> Path:
-    """The folder of music21's corpus, found without importing music21."""
-    spec = importlib.util.find_spec("music21")
-    if spec is None or not spec.submodule_search_locations:
-        raise ComposerError("the music21 corpus needs music21: pip install music21")
-    return Path(next(iter(spec.submodule_search_locations))) / "corpus"
+SOURCE = "music21"  # the corpus source of music21's collections
 
 
 def collections() -> list[str]:
     """Names of the collections in music21's corpus: its folders (bach, essenFolksong, palestrina, ...)."""
-    root = corpus_dir()
+    root = corpus_dir(SOURCE)
     if not root.is_dir():
         return []
     return sorted(
@@ -51,32 +43,22 @@ def list_music21(name: str) -> list[str]:
     known = collections()
     collection, _, pattern = name.partition("/")
     if collection == ALL and not pattern:
-        return [ref for each in known for ref in _files(each)]
-    matched = next((each for each in known if each.lower() == collection.lower()), None)
+        return [ref for each in known for ref in corpus_files(SOURCE, SCORE_SUFFIXES, each)]
+    matched = find_collection(collection, known)
     if matched is None:
         raise ComposerError(f"unknown music21 collection '{collection}' (available: {', '.join([ALL, *known])})")
-    refs = _files(matched)
+    refs = corpus_files(SOURCE, SCORE_SUFFIXES, matched)
     if pattern:
-        wanted = f"{matched}/{pattern}"
-        refs = [ref for ref in refs if any(fnmatch(ref, wanted + tail) for tail in ("", ".*", "/*"))]
+        refs = matching(refs, f"{matched}/{pattern}", ("", ".*", "/*"))
         if not refs:
             raise ComposerError(f"no file in music21's corpus matches '{name}'")
     return refs
 
 
-def _files(collection: str) -> list[str]:
-    root = corpus_dir()
-    return sorted(
-        path.relative_to(root).as_posix()
-        for path in (root / collection).rglob("*")
-        if path.suffix.lower() in SCORE_SUFFIXES and path.is_file()
-    )
-
-
 def load_music21(ref: str) -> list[pretty_midi.PrettyMIDI]:
     """The pieces of one file of music21's corpus (a path inside it, or an absolute path)."""
     path = Path(ref)
-    return read_score(path if path.is_absolute() else corpus_dir() / path)
+    return read_score(path if path.is_absolute() else corpus_dir(SOURCE) / path)
 
 
 def read_midi(path: str | Path) -> list[pretty_midi.PrettyMIDI]:

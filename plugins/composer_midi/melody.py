@@ -12,7 +12,7 @@ import pretty_midi
 from composer import Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
 from composer_midi.constraints import LengthConstraint, bar_window
 from composer_midi.examples import example_pieces
-from composer_midi.notes import Note, describe, fit_range, new_midi, quantize, skyline, to_seconds
+from composer_midi.notes import Note, describe, fit_range, new_midi, quantize, skyline, to_seconds, transpose_tokens
 
 NO_EVENT, NOTE_OFF, FIRST_PITCH = 0, 1, 2
 
@@ -102,15 +102,8 @@ class MelodyEncoder(Encoder):
         return sum(1 for token in seq if token < self.bos)
 
     def augment(self, seq: list[int], rng: random.Random) -> list[int]:
-        """Transpose by a random shift in -transpose..+transpose semitones, drawn among the shifts that
-        keep every note in range (unchanged when there is none but 0)."""
-        indices = [t - FIRST_PITCH for t in seq if FIRST_PITCH <= t < self.bos]
-        if not indices:
-            return seq
-        shift = rng.randint(
-            -min(self.options.transpose, min(indices)), min(self.options.transpose, self.pitches - 1 - max(indices))
-        )
-        return [t + shift if FIRST_PITCH <= t < self.bos else t for t in seq]
+        """Transpose by up to ``transpose`` semitones either way, keeping every note in range."""
+        return transpose_tokens(seq, rng, self.options.transpose, range(FIRST_PITCH, self.bos), self.pitches)
 
     def generation_plan(self, length: float | None = None, **request: Any) -> GenerationPlan:
         """``length`` in 4/4 bars: the melody may end in its last bar and must end when it is full; without

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -131,6 +132,18 @@ def fit_range(notes: Sequence[Note], low: int, high: int) -> tuple[list[Note], E
         return [n._replace(pitch=n.pitch + shift) for n in notes], EncodeReport(transposed=len(notes))
     kept = [n for n in notes if low <= n.pitch <= high]
     return kept, EncodeReport(dropped=len(notes) - len(kept))
+
+
+def transpose_tokens(seq: list[int], rng: random.Random, most: int, notes: range, pitches: int) -> list[int]:
+    """The encoders' training augmentation: ``seq`` with its note tokens (those in ``notes``, each standing
+    for the pitch ``(token - notes.start) % pitches`` of a range of ``pitches``) moved by one random shift in
+    -most..+most semitones, drawn among the shifts that keep every note in the range. ``seq`` itself, and
+    nothing drawn, when it has no note."""
+    indices = [(t - notes.start) % pitches for t in seq if t in notes]
+    if not indices:
+        return seq
+    shift = rng.randint(-min(most, min(indices)), min(most, pitches - 1 - max(indices)))
+    return [t + shift if t in notes else t for t in seq]
 
 
 def to_seconds(notes: Iterable[Note], seconds_per_step: float, program: int, name: str) -> pretty_midi.Instrument:

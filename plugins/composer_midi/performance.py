@@ -13,7 +13,7 @@ import pretty_midi
 from composer import Categorical, ComposerError, Encoder, GenerationPlan
 from composer_midi.constraints import LengthConstraint
 from composer_midi.examples import example_pieces
-from composer_midi.notes import Note, key_name, key_number, merge_restrikes, pitched_notes
+from composer_midi.notes import Note, key_name, key_number, merge_restrikes, pitched_notes, transpose_tokens
 
 NOTE_ON, NOTE_OFF, TIME_SHIFT = 0, 128, 256
 MAX_SHIFT = 100  # TIME_SHIFT tokens move 1..100 ticks of 10 ms
@@ -125,12 +125,8 @@ class PerformanceEncoder(Encoder):
         return sum(token - TIME_SHIFT + 1 for token in seq if TIME_SHIFT <= token < self.velocity)
 
     def augment(self, seq: list[int], rng: random.Random) -> list[int]:
-        """Transpose by a random shift in -transpose..+transpose semitones that keeps pitches in 0..127."""
-        pitches = [t % 128 for t in seq if t < TIME_SHIFT]
-        if not pitches:
-            return seq
-        shift = rng.randint(-min(self.options.transpose, min(pitches)), min(self.options.transpose, 127 - max(pitches)))
-        return [t + shift if t < TIME_SHIFT else t for t in seq]
+        """Transpose by up to ``transpose`` semitones either way, keeping pitches in 0..127."""
+        return transpose_tokens(seq, rng, self.options.transpose, range(NOTE_ON, TIME_SHIFT), 128)
 
     def generation_plan(self, length: float | None = None, **request: Any) -> GenerationPlan:
         """``length`` in seconds (default 30): the performance may end in its last tenth and must end when

@@ -16,7 +16,7 @@ from composer_midi import stats
 from composer_midi.constraints import PolyphonyConstraint, bar_window
 from composer_midi.corpora import read_file
 from composer_midi.examples import example_pieces
-from composer_midi.notes import Note, describe, fit_range, new_midi, quantize, skyline, to_seconds
+from composer_midi.notes import Note, describe, fit_range, new_midi, quantize, skyline, to_seconds, transpose_tokens
 from composer_midi.voices import assign_voices
 
 START, END, STEP_END, FIRST_NOTE = 0, 1, 2, 3
@@ -152,15 +152,9 @@ class PolyphonyEncoder(Encoder):
         return sum(1 for token in seq if token == STEP_END)
 
     def augment(self, seq: list[int], rng: random.Random) -> list[int]:
-        """Transpose by a random shift in -transpose..+transpose semitones, drawn among the shifts that
-        keep every note in range (unchanged when there is none but 0)."""
-        indices = [(t - FIRST_NOTE) % self.pitches for t in seq if t >= FIRST_NOTE]
-        if not indices:
-            return seq
-        down = min(self.options.transpose, min(indices))
-        up = min(self.options.transpose, self.pitches - 1 - max(indices))
-        shift = rng.randint(-down, up)
-        return [t + shift if t >= FIRST_NOTE else t for t in seq]
+        """Transpose by up to ``transpose`` semitones either way, keeping every note in range."""
+        notes = range(FIRST_NOTE, FIRST_NOTE + 2 * self.pitches)  # NEW_NOTE and CONTINUED_NOTE tokens
+        return transpose_tokens(seq, rng, self.options.transpose, notes, self.pitches)
 
     def generation_plan(self, length: float | None = None, *, melody: Any = None, **request: Any) -> GenerationPlan:
         """``length`` in 4/4 bars: the piece may end in its last bar and must end when it is full; without

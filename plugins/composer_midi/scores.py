@@ -9,18 +9,18 @@ from typing import Any
 
 import numpy as np
 import pretty_midi
+from composer_music21.scores import part_instruments
 
 from composer_midi.notes import key_name, key_number, quarters
 
 DEFAULT_TEMPO = 100.0  # quarter notes per minute where a score gives none
-DEFAULT_VELOCITY = 80
 
 
 def score_to_midi(score: Any) -> pretty_midi.PrettyMIDI:
     """A music21 score as PrettyMIDI: one instrument per part, ties merged, grace notes left out, repeats
     played once, at the score's first tempo mark (or 100 quarters per minute) throughout. A pickup bar
-    is padded with silence so that bar lines fall on whole bars."""
-    from music21 import instrument, key, meter, stream, tempo
+    is padded with silence so that bar lines fall on whole bars. Strips the score's ties."""
+    from music21 import key, meter, stream, tempo
 
     marks = list(score.recurse().getElementsByClass(tempo.MetronomeMark))
     bpm = next((m.getQuarterBPM() for m in marks if m.getQuarterBPM()), DEFAULT_TEMPO)
@@ -34,23 +34,7 @@ def score_to_midi(score: Any) -> pretty_midi.PrettyMIDI:
         """Seconds at which a meter or key at a flat offset applies: from the start for the first ones."""
         return (float(offset) + pickup) * seconds if offset else 0.0
 
-    for part in parts:
-        found = part.getInstrument(returnDefault=False)
-        is_drum = isinstance(found, instrument.UnpitchedPercussion)
-        program = found.midiProgram if found is not None and found.midiProgram is not None else 0
-        name = part.partName or (found.instrumentName if found is not None else None) or ""
-        inst = pretty_midi.Instrument(program=program, is_drum=is_drum, name=name)
-        part.stripTies(inPlace=True)  # the score is ours: a copy would take most of the time
-        for element in part.flatten().notes:
-            if element.duration.isGrace or element.quarterLength <= 0:
-                continue
-            start = (float(element.offset) + pickup) * seconds
-            end = start + float(element.quarterLength) * seconds
-            velocity = element.volume.velocity or DEFAULT_VELOCITY
-            for pitch in element.pitches:
-                if 0 <= pitch.midi <= 127:
-                    inst.notes.append(pretty_midi.Note(velocity, pitch.midi, start, end))
-        pm.instruments.append(inst)
+    pm.instruments = part_instruments(score, seconds, pickup)
     flat = parts[0].flatten()
     for ts in flat.getElementsByClass(meter.TimeSignature):
         pm.time_signature_changes.append(

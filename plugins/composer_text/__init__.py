@@ -52,7 +52,7 @@ def register_corpora(register: Callable[[Any], None]) -> None:
     )
     register(
         CorpusSource(
-            name="abc",
+            name=corpora.SOURCE,
             modality=MODALITY,
             load=corpora.load_abc,
             list=corpora.list_abc,

@@ -8,11 +8,11 @@ and the host skips it, naming it).
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Iterator
-from fnmatch import fnmatch
 from pathlib import Path
+
+from composer_music21.corpus import corpus_dir, corpus_files, find_collection, matching
 
 from composer import ComposerError
 from composer_text.tunes import read_tunes
@@ -21,6 +21,7 @@ TEXT_SUFFIXES = (".txt", ".md")
 ABC_SUFFIXES = (".abc",)
 CHUNK_CHARS = 20_000  # a long text is cut into pieces of at most this many characters
 ALL = "all"
+SOURCE = "abc"  # the corpus source of the ABC collections in music21's corpus
 PARAGRAPH_END = re.compile(r"(?<=\n\n)")
 LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
 
@@ -80,20 +81,10 @@ def read_abc(ref: str) -> list[str]:
     return tunes
 
 
-def corpus_dir() -> Path:
-    """The folder of music21's corpus, found without importing music21."""
-    spec = importlib.util.find_spec("music21")
-    if spec is None or not spec.submodule_search_locations:
-        raise ComposerError("the abc corpus needs music21: pip install music21")
-    return Path(next(iter(spec.submodule_search_locations))) / "corpus"
-
-
 def abc_collections() -> dict[str, list[str]]:
     """The folders of music21's corpus that hold ABC files, each with its files (paths inside the corpus)."""
-    root = corpus_dir()
     found: dict[str, list[str]] = {}
-    for path in sorted(root.rglob("*.abc")):
-        ref = path.relative_to(root).as_posix()
+    for ref in corpus_files(SOURCE, ABC_SUFFIXES):
         found.setdefault(ref.split("/", 1)[0], []).append(ref)
     return found
 
@@ -109,13 +100,13 @@ def list_abc(name: str) -> list[str]:
         if collection == ALL and not pattern:
             refs += [ref for files in known.values() for ref in files]
             continue
-        matched = next((each for each in known if each.lower() == collection.lower()), None)
+        matched = find_collection(collection, known)
         if matched is None:
             available = ", ".join([ALL, *sorted(known, key=str.lower)])
             raise ComposerError(f"unknown ABC collection '{collection}' (available: {available})")
         files = known[matched]
         if pattern:
-            files = [ref for ref in files if any(fnmatch(ref, f"{matched}/{pattern}{tail}") for tail in ("", ".abc"))]
+            files = matching(files, f"{matched}/{pattern}", ("", *ABC_SUFFIXES))
             if not files:
                 raise ComposerError(f"no ABC file in music21's corpus matches '{wanted}'")
         refs += files
@@ -124,4 +115,4 @@ def list_abc(name: str) -> list[str]:
 
 def load_abc(ref: str) -> list[str]:
     """The normalised tunes of one ABC file of music21's corpus (a path inside it)."""
-    return read_abc(str(corpus_dir() / ref))
+    return read_abc(str(corpus_dir(SOURCE) / ref))

@@ -21,6 +21,7 @@ comments, lyrics, notes, directives, quoted chord symbols or annotations (finger
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import io
 import re
@@ -183,34 +184,30 @@ def _open_repeats(score: Any) -> None:
 
 
 def _played_out(score: Any) -> Any:
-    """The score with its repeats expanded, or as written where music21 cannot expand them sensibly (a
-    tune's repeats at most double it)."""
+    """A copy of the score with its repeats expanded, or as written where music21 cannot expand them
+    sensibly (a tune's repeats at most double it)."""
     try:
         expanded = score.expandRepeats()
     except Exception:  # malformed repeats
-        return score
-    return expanded if len(expanded.recurse().notes) <= 2 * len(score.recurse().notes) else score
+        expanded = None
+    if expanded is not None and len(expanded.recurse().notes) <= 2 * len(score.recurse().notes):
+        return expanded
+    return copy.deepcopy(score)
 
 
 def _midi_file(score: Any) -> bytes:
-    """A score's notes, repeats played out, as a Standard MIDI file (pretty_midi). music21's own MIDI
-    export rejects many irregular tunes that it reads well enough, and some of O'Neill's too."""
+    """A score's notes, repeats played out, as a Standard MIDI file (pretty_midi), the score itself left as
+    it is. music21's own MIDI export rejects many irregular tunes that it reads well enough, and some of
+    O'Neill's too."""
     import pretty_midi
+    from composer_music21.scores import part_instruments
 
     score = _played_out(score)
     midi = pretty_midi.PrettyMIDI(initial_tempo=60.0 / QUARTER_SECONDS)
     meters = score.recurse().getElementsByClass("TimeSignature")
     if meters:
         midi.time_signature_changes.append(pretty_midi.TimeSignature(meters[0].numerator, meters[0].denominator, 0))
-    for part in score.parts or [score]:
-        instrument = pretty_midi.Instrument(program=0)
-        for note in part.stripTies().flatten().notes:
-            start, length = float(note.offset) * QUARTER_SECONDS, float(note.quarterLength) * QUARTER_SECONDS
-            if length > 0:  # grace notes have no duration of their own
-                instrument.notes += [
-                    pretty_midi.Note(VELOCITY, pitch.midi, start, start + length) for pitch in note.pitches
-                ]
-        midi.instruments.append(instrument)
+    midi.instruments = part_instruments(score, QUARTER_SECONDS, velocity=VELOCITY)
     out = io.BytesIO()
     midi.write(out)
     return out.getvalue()

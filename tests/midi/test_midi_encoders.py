@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pretty_midi
 import pytest
 from composer_midi.corpora import load_music21
+from composer_midi.examples import example_pieces
 from composer_midi.melody import MelodyEncoder
-from composer_midi.notes import Note, merge_restrikes, quantize, skyline
+from composer_midi.notes import Note, merge_restrikes, quantize, skyline, transpose_tokens
 from composer_midi.performance import PerformanceEncoder
 from composer_midi.polyphony import FIRST_NOTE, STEP_END, PolyphonyEncoder
 
-from composer import ComposerError
+from composer import ComposerError, Encoder
 
 ENCODERS = (MelodyEncoder, PolyphonyEncoder, PerformanceEncoder)
 
@@ -203,6 +205,52 @@ def test_performance_augment_transposes_note_ons_and_offs_together() -> None:
         notes = encoder.decode(encoder.augment(seq, random.Random(seed))).instruments[0].notes
         shift = notes[0].pitch - 60
         assert -3 <= shift <= 3 and notes[1].pitch == 67 + shift
+
+
+def test_transpose_tokens_moves_every_note_token_by_one_shift_that_fits() -> None:
+    notes = range(10, 20)  # two tokens for each of five pitches, like NEW_NOTE and CONTINUED_NOTE
+    seq = [0, 11, 16, 3, 13, 19]  # pitches 1, 1, 3 and 4 of 0..4: room for one step down, none up
+    outs = [transpose_tokens(seq, random.Random(seed), 3, notes, 5) for seed in range(30)]
+    moves = {tuple(b - a for a, b in zip(seq, out, strict=True)) for out in outs}
+    assert moves == {(0, 0, 0, 0, 0, 0), (0, -1, -1, 0, -1, -1)}
+    rng = random.Random(7)
+    assert transpose_tokens([0, 3, 9, 20], rng, 3, notes, 5) == [0, 3, 9, 20]  # no note token: nothing drawn
+    assert rng.random() == random.Random(7).random()
+
+
+@pytest.mark.parametrize(
+    ("encoder", "shifts", "digest"),
+    [
+        pytest.param(
+            MelodyEncoder(min_pitch=55, max_pitch=76),
+            [2, -4, 0, 0, -2, 0, 0, 0, 3, -3, 0, 0, 0, 0, 0, 0, -1, 2, 0, 0],
+            "b4ae978d30ce2fcf",
+            id="melody",
+        ),
+        pytest.param(
+            PolyphonyEncoder(min_pitch=36, max_pitch=76),
+            [1, 1, -1, 0, 3, 2, -5, 0, 0, 2, -2, 0, -3, 3, -4, 0, 0, 4, -1, 0],
+            "648d0d56d9b3325c",
+            id="polyphony",
+        ),
+        pytest.param(
+            PerformanceEncoder(transpose=5),
+            [2, -3, 4, 0, -1, -2, 1, 0, -1, 3, -2, 0, 5, 2, 0, 0, 1, 3, 4, 0],
+            "fcce6f52f13ae787",
+            id="performance",
+        ),
+    ],
+)
+def test_augment_draws_the_recorded_shifts_from_a_seed(encoder: Encoder, shifts: list[int], digest: str) -> None:
+    """The same seed transposes the same way, so that training with it reproduces: recorded before the
+    encoders shared one augment. Five rounds over the example pieces and a sequence without notes (which
+    draws nothing) from one generator, as training draws for a whole epoch."""
+    seqs = [encoder.encode(item) for item in example_pieces()] + [[encoder.bos, encoder.eos]]
+    rng = random.Random(2024)
+    outs = [encoder.augment(seq, rng) for _ in range(5) for seq in seqs]
+    drawn = [next((b - a for a, b in zip(seq, out) if a != b), 0) for seq, out in zip(seqs * 5, outs, strict=True)]
+    assert drawn == shifts
+    assert hashlib.sha256(repr(outs).encode()).hexdigest()[:16] == digest
 
 
 def test_summaries_name_parts_bars_and_key(chorale: pretty_midi.PrettyMIDI) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pretty_midi
@@ -31,6 +32,23 @@ def test_each_part_repeats_back_to_its_own_start(tmp_path: Path) -> None:
     pitches = [note.pitch for note in pretty_midi.PrettyMIDI(str(tmp_path / "parts.mid")).instruments[0].notes]
     a, b, c = [67, 69, 71, 72, 74, 76, 74, 74], [79, 78, 76, 74, 72, 71, 69, 69], [71, 69, 67, 66, 64, 62, 67, 67]
     assert pitches == a + a + b + b + c + c
+
+
+def test_the_midi_file_merges_ties_and_leaves_the_score_its_own() -> None:
+    """The MIDI file is made from a copy of the score (here as written: music21 cannot expand these
+    repeats), so the score that the MusicXML writer gets keeps its ties."""
+    result = rendered("X:1\nT:Tied\nM:4/4\nL:1/4\nK:C\nA B c d-|d2 e2:|f4:|")
+    midi = pretty_midi.PrettyMIDI(io.BytesIO(result.midi))
+    assert [note.pitch for note in midi.instruments[0].notes] == [69, 71, 72, 74, 76, 77]
+    assert sum(1 for note in result.score.recurse().notes if note.tie is not None) == 2
+
+
+def test_the_midi_file_states_the_first_meter_only() -> None:
+    """music21 reads a 1/6 meter into this start of a tune of O'Neill's (its triplets), which a MIDI file
+    cannot state."""
+    tune = "X:1\nT:The Old Maids Of Galway\nM:C|\nL:1/8\nK:G\ne>B ((3{c}BAB) e2 dB | A2 GA dBgf | ((3efg) df e2 dB :|"
+    midi = pretty_midi.PrettyMIDI(io.BytesIO(rendered(tune).midi))
+    assert [(ts.numerator, ts.denominator, ts.time) for ts in midi.time_signature_changes] == [(2, 2, 0.0)]
 
 
 def test_musicxml_of_a_good_tune_opens_in_music21(tmp_path: Path) -> None:

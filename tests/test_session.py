@@ -13,7 +13,7 @@ def bach():
     return composer.load("bach", device="cpu")
 
 
-def test_the_readme_example_writes_the_chorale_the_cli_writes(bach, tmp_path):
+def test_the_library_writes_the_bytes_the_cli_writes(bach, tmp_path):
     pieces = bach.generate(n=1, seed=1)
     written = bach.write(pieces, tmp_path / "lib", formats=["mid"])
     assert [p.name for p in written.files] == ["bach-1-1.mid"]
@@ -90,3 +90,20 @@ def test_train_and_evaluate_as_functions(tmp_path):
     assert "held-out split" in scores["data"] and scores["sequences"] == 1 and scores["nll_per_token"] > 0
     with pytest.raises(ComposerError, match="unknown training setting"):
         composer.train(encoder="char", corpus=str(corpus), output=str(tmp_path / "r2"), learning_rate=1)
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = re.search(r"## Python\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "example.py").write_text(example)
+    run = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "bach-1-1.mid" in run.stdout
+    cli = run_cli(["sample", "--style", "bach", "--seed", "1", "-o", str(tmp_path / "cli")])
+    assert cli.returncode == 0, cli.stderr
+    assert (tmp_path / "out" / "bach-1-1.mid").read_bytes() == (tmp_path / "cli" / "bach-1-1.mid").read_bytes()

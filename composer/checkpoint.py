@@ -115,7 +115,7 @@ def load_model(path: Path, registry: Any, device: str | torch.device = "cpu") ->
     ckpt = load(path)
     encoder = build_encoder(ckpt.meta, registry)
     try:
-        model = SequenceModel(ModelConfig.from_dict(ckpt.meta["model"]))
+        model = SequenceModel(ModelConfig.from_dict(ckpt.meta["model"]), heads=registry.heads)
         model.load_state_dict(ckpt.weights)
     except (KeyError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -12,7 +12,7 @@ def register_encoders(register):
 
 @hookspec
 def register_samplers(register):
-    """Register token samplers: ``register(Sampler(...))``."""
+    """Register samplers, i.e. generation strategies that own the loop: ``register(MySampler())``."""
 
 
 @hookspec
@@ -37,7 +37,7 @@ def register_heads(register):
 
 @hookspec
 def register_commands(cli):
-    """Add click commands to the ``composer`` command group."""
+    """Add click commands to the ``composer`` command group (``composer.commands`` has the shared pieces)."""
 
 
 @hookspec

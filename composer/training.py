@@ -227,7 +227,7 @@ class Trainer:
             mcfg = ModelConfig.from_dict(shape)
         else:
             mcfg = ModelConfig.from_dict({**cfg.model, **_head_fields(encoder)})
-        model = SequenceModel(mcfg)
+        model = SequenceModel(mcfg, heads=self.registry.heads)
         if parent_weights is not None:
             model.load_state_dict(parent_weights)
         model.to(device)

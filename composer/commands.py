@@ -13,6 +13,7 @@ A plugin's command looks like this (the MIDI plugin's ``harmonize`` is one)::
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -58,8 +59,6 @@ def keyed(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
 
 def open_session(style: str | None, checkpoint: str | None, device: str) -> Session:
     """The session for ``--style NAME`` or ``--checkpoint FILE`` (exactly one)."""
-    from pathlib import Path
-
     if bool(style) == bool(checkpoint):
         raise ComposerError("give either --style NAME or --checkpoint FILE")
     return Session(style if style else Path(checkpoint), device=device)

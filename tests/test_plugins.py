@@ -47,6 +47,17 @@ def test_plugin_that_raises_on_import_is_reported_and_others_work(tmp_path, monk
     assert encoders.returncode == 0 and "toy" in encoders.stdout
 
 
+def load_with(tmp_path, monkeypatch, dist, code, also=""):
+    """The registry with one more installed plugin ``dist`` (module ``dist`` with '_' for '-') allowed,
+    besides ``also``."""
+    module = dist.replace("-", "_")
+    install_plugin(tmp_path / module, dist, module, code=code)
+    monkeypatch.syspath_prepend(str(tmp_path / module))
+    monkeypatch.setenv("COMPOSER_LOAD_PLUGINS", ",".join(filter(None, [also, dist])))
+    plugins.reset()
+    return plugins.get_registry()
+
+
 def test_plugin_that_raises_while_registering_is_skipped_whole(tmp_path, monkeypatch):
     code = (
         "from composer import hookimpl, Sampler\n"
@@ -57,11 +68,7 @@ def test_plugin_that_raises_while_registering_is_skipped_whole(tmp_path, monkeyp
         "    register(Half())\n"
         "    raise ValueError('second thoughts')\n"
     )
-    install_plugin(tmp_path / "s", "composer-half", "composer_half", code=code)
-    monkeypatch.syspath_prepend(str(tmp_path / "s"))
-    monkeypatch.setenv("COMPOSER_LOAD_PLUGINS", "composer-half")
-    plugins.reset()
-    reg = plugins.get_registry()
+    reg = load_with(tmp_path, monkeypatch, "composer-half", code)
     assert "half" not in reg.samplers  # what it registered before failing is undone
     assert reg.plugins["composer-half"].error == "ValueError: second thoughts"
 
@@ -75,11 +82,7 @@ def test_duplicate_name_is_refused_naming_both_plugins(tmp_path, monkeypatch):
         "def register_samplers(register):\n"
         "    register(Mine())\n"
     )
-    install_plugin(tmp_path / "d", "composer-dup", "composer_dup", code=code)
-    monkeypatch.syspath_prepend(str(tmp_path / "d"))
-    monkeypatch.setenv("COMPOSER_LOAD_PLUGINS", "composer-dup")
-    plugins.reset()
-    reg = plugins.get_registry()
+    reg = load_with(tmp_path, monkeypatch, "composer-dup", code)
     error = reg.plugins["composer-dup"].error
     assert error == ("ComposerError: sampler 'greedy' from plugin 'composer-dup' clashes with the one from plugin "
                      "'composer_samplers'")
@@ -190,13 +193,9 @@ def test_a_hook_with_the_wrong_arguments_fails_pluggy_validation_alone(tmp_path,
         "def register_encoders(registry):\n"
         "    pass\n"
     )
-    install_plugin(tmp_path / "w", "composer-wrong", "composer_wrong", code=code)
-    monkeypatch.syspath_prepend(str(tmp_path / "w"))
-    monkeypatch.setenv("COMPOSER_LOAD_PLUGINS", "composer-toy,composer-wrong")
-    plugins.reset()
-    reg = plugins.get_registry()
+    reg = load_with(tmp_path, monkeypatch, "composer-wrong", code, also="composer-toy")
     assert "PluginValidationError" in reg.plugins["composer-wrong"].error
-    assert "toy" in reg.encoders and not reg.pm.is_registered(reg.pm.get_plugin("composer-wrong"))
+    assert "toy" in reg.encoders and reg.pm.get_plugin("composer-wrong") is None
 
 
 def test_trace_switch_prints_the_traceback_of_a_plugin_that_fails_at_import(tmp_path, toy):

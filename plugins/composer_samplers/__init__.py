@@ -180,7 +180,8 @@ class Beam(Sampler):
             state, logits = run.select(state, index), logits[index]
             score, tokens, finished = score[index], tokens[index], finished[index]
             branch = torch.arange(branches, device=device).repeat(width)
-            for j in range(min(options.steps_per_iteration, run.max_tokens - made)):
+            steps = min(options.steps_per_iteration, run.max_tokens - made)
+            for j in range(steps):
                 if j:
                     logits, state = run.step(tokens[:, -1], state)
                 masked = run.mask(logits)
@@ -197,15 +198,14 @@ class Beam(Sampler):
                     token = masked.argmax(-1)
                 gain = picked(torch.log_softmax(logits, -1), token).double()
                 if run.eos is not None:
-                    # a finished sequence only repeats the end token, at no cost, in its first branch
-                    score = torch.where(finished & (branch > 0) & (j == 0), float("-inf"), score)
+                    if j == 0:  # a finished sequence goes on in its first branch only, repeating the end token
+                        score = torch.where(finished & (branch > 0), float("-inf"), score)
                     gain = torch.where(finished, 0.0, gain)
                     token = torch.where(finished, torch.full_like(token, run.eos), token)
                     finished = finished | (token == run.eos)
                 score = score + gain
                 tokens = torch.cat([tokens, token[:, None]], dim=1)
-                made_now = j + 1
-            made += made_now
+            made += steps
             keep = torch.sort(score, descending=True, stable=True).indices[:width]
             state, score, tokens, finished = run.select(state, keep), score[keep], tokens[keep], finished[keep]
             if made < run.max_tokens and not bool(finished.all()):

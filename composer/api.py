@@ -82,8 +82,13 @@ class Encoder:
 
     Subclasses set ``name`` and ``modality`` and may declare an ``Options`` dataclass: its fields are the
     encoder's settings (``-O key value`` on the command line), validated and converted by the host.
-    Token encoders return ``list[int]`` from :meth:`encode`; feature encoders return a float
-    ``numpy`` array of shape ``[T, input_dim]``.
+    Token encoders return ``list[int]`` (or an integer numpy array) from :meth:`encode`; feature encoders
+    return a float ``numpy`` array of shape ``[T, input_dim]``, and their ``bos`` is the first row (a tuple
+    of floats) rather than a token.
+
+    Corpus items may carry two attributes the core honours: ``label`` (a class name, for class-conditional
+    models trained with ``--label``) and ``split`` (``"train"``, ``"valid"`` or ``"test"``: a dataset's own
+    split, kept instead of a random one).
     """
 
     name: ClassVar[str] = ""
@@ -111,8 +116,10 @@ class Encoder:
         """Feature width for feature encoders; 0 for token encoders (the model embeds ids)."""
         return 0
 
-    bos: int | None = None  # token that starts every sequence (None: no start token)
-    eos: int | None = None  # token that ends every sequence (None: generation stops by length)
+    bos: Any = None  # token (or, for features, the row) that starts every sequence (None: no start)
+    eos: int | None = None  # token that ends every sequence (None: the head tells, or the length ends it)
+    pad_value: Any = None  # a row that pads a sequence and counts as data (Sketch-RNN's end rows, to N_max);
+    # None: padding is left out of the loss by the mask
 
     # -- data
     def fit(self, items: Iterable[Any]) -> None:
@@ -234,7 +241,8 @@ class CorpusSource:
 class Generated:
     """One generated sequence and how likely the model finds it."""
 
-    tokens: list[int]  # the whole sequence: start token, primer, then the new tokens up to the end token
+    tokens: Any  # the whole sequence: start token, primer, then the new tokens up to the end token (list[int]);
+    # for a feature model the rows, a float array [T, D]
     log_likelihood: float  # sum of the model's log-probabilities of the new tokens (nats; unfiltered, T = 1)
     new_tokens: int  # how many tokens were generated after the primer
 
@@ -281,6 +289,7 @@ class Writer:
     write: Callable[[Any, Path], None]
     available: Callable[[], str | None] = lambda: None
     description: str = ""
+    write_grid: Callable[[list, Path], None] | None = None  # all items of a run in one file (a contact sheet)
 
 
 @dataclass

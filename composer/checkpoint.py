@@ -110,12 +110,12 @@ def build_encoder(meta: dict, registry: Any) -> Encoder:
 
 def load_model(path: Path, registry: Any, device: str | torch.device = "cpu") -> tuple[Any, Encoder, dict]:
     """Model (eval mode, on ``device``), encoder and metadata from a checkpoint file."""
-    from composer.model import ModelConfig, SequenceModel
+    from composer.model import ModelConfig, build_model
 
     ckpt = load(path)
     encoder = build_encoder(ckpt.meta, registry)
     try:
-        model = SequenceModel(ModelConfig.from_dict(ckpt.meta["model"]), heads=registry.heads)
+        model = build_model(ModelConfig.from_dict(ckpt.meta["model"]), registry)
         model.load_state_dict(ckpt.weights)
     except (KeyError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

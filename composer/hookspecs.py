@@ -36,6 +36,13 @@ def register_heads(register):
 
 
 @hookspec
+def register_model_families(register):
+    """Register model families: ``register(name, factory)`` with ``factory(model_config, heads)`` returning a
+    module with the sequence-model protocol of ``composer.model.SequenceModel`` (``forward``, ``step``,
+    ``initial_state``, ``parameter_groups``, ``head``); a checkpoint's ``model.family`` picks one."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands to the ``composer`` command group (``composer.commands`` has the shared pieces)."""
 

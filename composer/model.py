@@ -23,6 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from composer.api import hookimpl
+from composer.heads import CategoricalHead, Head, HeadFactory, MixtureDensityHead, last_step, map_output
+
+__all__ = ["CategoricalHead", "Head", "HeadFactory", "MixtureDensityHead", "ModelConfig", "ModelOutput",
+           "SequenceModel", "State", "build_model", "last_step", "map_output"]
 
 INPUTS = ("tokens", "features")
 CELLS = ("lstm", "gru", "peephole")
@@ -44,6 +48,16 @@ class ModelConfig:
     cond_size: int = 0  # >0: a conditioning vector of this size joins the input at every step
     cond_classes: int = 0  # >0: the conditioning is a class id embedded into cond_size floats
     head: dict = field(default_factory=lambda: {"type": "categorical"})  # a spec for a registered head factory
+    recurrent_dropout: float = 0.0  # dropout on each LSTM step's candidate update (Semeniuta et al., 2016)
+    family: str = "rnn"  # a registered model family: "rnn" (this stack) or "vae" (Sketch-RNN's autoencoder)
+    # family "vae": a bidirectional LSTM reads the whole sequence into a latent code z (mean, log-variance);
+    # the decoder (the stack above) starts from a state made from z and sees z at every step
+    latent_size: int = 0  # size of z (vae: > 0)
+    encoder_size: int = 256  # hidden units per direction of the bidirectional encoder
+    kl_weight: float = 0.5  # weight of the KL term in the training loss
+    kl_tolerance: float = 0.2  # free bits: the KL term is not pushed below this many nats per code
+    kl_anneal: int = 0  # steps over which the KL weight rises from 1% to 99% of kl_weight (0: from the start)
+    options: dict = field(default_factory=dict)  # settings of a family a plugin registers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +89,12 @@ class ModelConfig:
             (self.cond_classes == 0 or self.cond_size > 0, "cond_classes needs cond_size > 0"),
             (self.head.get("type") in head_types,
              f"unknown head type {self.head.get('type')!r}; known: {', '.join(sorted(head_types))}"),
+            (0 <= self.recurrent_dropout < 1, f"recurrent_dropout must be in [0, 1), got {self.recurrent_dropout}"),
+            (self.recurrent_dropout == 0 or self.cell == "lstm", "recurrent_dropout needs cell 'lstm'"),
+            (self.family != "vae" or self.latent_size > 0, "family 'vae' needs latent_size > 0"),
+            (self.family != "vae" or self.encoder_size > 0, "family 'vae' needs encoder_size > 0"),
+            (self.kl_weight >= 0 and self.kl_tolerance >= 0 and self.kl_anneal >= 0,
+             "kl_weight, kl_tolerance and kl_anneal must not be negative"),
         ]
         for ok, message in checks:
             if not ok:
@@ -124,113 +144,7 @@ class ModelOutput:
     loss: Tensor | None = None  # mean loss over counted positions (None without targets)
     loss_sum: Tensor | None = None  # sum of per-position losses, for exact NLL over a corpus
     count: Tensor | None = None  # number of counted positions
-
-
-# ---------------------------------------------------------------------------------------- heads
-
-
-class Head(nn.Module):
-    """Turns top-layer features [..., hidden] into an output and scores it against targets."""
-
-    def forward(self, h: Tensor) -> Any:
-        raise NotImplementedError
-
-    def loss(self, output: Any, targets: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """(sum of per-position losses, number of counted positions); `mask` [B, T] picks positions."""
-        raise NotImplementedError
-
-
-HeadFactory = Callable[[int, dict], Head]
-
-
-def _counted(shape: torch.Size, mask: Tensor | None, device: torch.device) -> Tensor:
-    return torch.ones(shape, dtype=torch.bool, device=device) if mask is None else mask.bool()
-
-
-class CategoricalHead(Head):
-    """Logits over `vocab_size` tokens; cross-entropy that ignores target -100 and masked positions."""
-
-    def __init__(self, hidden_size: int, vocab_size: int):
-        super().__init__()
-        if vocab_size <= 0:
-            raise ValueError("categorical head needs vocab_size > 0")
-        self.proj = nn.Linear(hidden_size, vocab_size)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.proj(h)
-
-    def loss(self, output: Tensor, targets: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        counted = _counted(targets.shape, mask, targets.device) & (targets != -100)
-        # float32 even under autocast: a bf16 log-softmax over a large vocabulary loses the small terms
-        nll = F.cross_entropy(output.float().flatten(0, -2), targets.flatten(), reduction="none")
-        return torch.where(counted, nll.view_as(targets), 0.0).sum(), counted.sum()
-
-
-class MixtureDensityHead(Head):
-    """Sketch-RNN's output (Ha & Eck, 2017): M bivariate normals with correlation over (dx, dy) and a
-    softmax over pen states. Targets are stroke-5 rows (dx, dy, p1, p2, p3) with a one-hot pen state."""
-
-    eps = 1e-5  # keeps |rho| below 1
-
-    def __init__(self, hidden_size: int, components: int = 20, dims: int = 2, pen_states: int = 3):
-        super().__init__()
-        if dims != 2 or components <= 0 or pen_states <= 0:
-            raise ValueError("mdn head needs dims == 2 and positive components and pen_states")
-        self.components, self.pen_states = components, pen_states
-        self.proj = nn.Linear(hidden_size, 6 * components + pen_states)
-
-    def forward(self, h: Tensor) -> dict[str, Tensor]:
-        m = self.components
-        pi, mu, log_sigma, rho, pen = self.proj(h).float().split([m, 2 * m, 2 * m, m, self.pen_states], -1)
-        return {
-            "pi": pi,  # mixture logits [..., M]
-            "mu": mu.unflatten(-1, (m, 2)),  # [..., M, 2]
-            "log_sigma": log_sigma.unflatten(-1, (m, 2)),  # [..., M, 2]
-            "rho": torch.tanh(rho).clamp(-1 + self.eps, 1 - self.eps),  # [..., M]
-            "pen": pen,  # pen-state logits [..., pen_states]
-        }
-
-    def loss(self, output: dict[str, Tensor], targets: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        targets = targets.float()
-        pen = targets[..., 2:].argmax(-1)
-        log_sigma, rho = output["log_sigma"], output["rho"]
-        z = (targets[..., None, :2] - output["mu"]) * torch.exp(-log_sigma)
-        one_minus_rho2 = 1 - rho.square()
-        log_normal = (
-            -math.log(2 * math.pi) - log_sigma.sum(-1) - 0.5 * torch.log(one_minus_rho2)
-            - (z.square().sum(-1) - 2 * rho * z[..., 0] * z[..., 1]) / (2 * one_minus_rho2)
-        )
-        offset_nll = -torch.logsumexp(F.log_softmax(output["pi"], -1) + log_normal, -1)
-        pen_nll = F.cross_entropy(output["pen"].flatten(0, -2), pen.flatten(), reduction="none").view_as(pen)
-        counted = _counted(pen.shape, mask, pen.device)
-        # as in Sketch-RNN, the padding after a sketch's end (last pen state) has no offset to predict
-        drawn = counted & (pen != self.pen_states - 1)
-        loss_sum = torch.where(drawn, offset_nll, 0.0).sum() + torch.where(counted, pen_nll, 0.0).sum()
-        return loss_sum, counted.sum()
-
-    def sample(self, output_t: dict[str, Tensor], generator: torch.Generator | None = None,
-               temperature: float = 1.0) -> Tensor:
-        """One stroke-5 row per batch row [B, 2 + pen_states]; temperature scales the mixture and pen
-        logits and the variances, as in Sketch-RNN."""
-        rows = torch.arange(output_t["pi"].shape[0], device=output_t["pi"].device)
-        k = torch.multinomial(F.softmax(output_t["pi"] / temperature, -1), 1, generator=generator)[:, 0]
-        mu = output_t["mu"][rows, k]
-        sigma = torch.exp(output_t["log_sigma"][rows, k]) * math.sqrt(temperature)
-        rho = output_t["rho"][rows, k]
-        z = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        dx = mu[:, 0] + sigma[:, 0] * z[:, 0]
-        dy = mu[:, 1] + sigma[:, 1] * (rho * z[:, 0] + torch.sqrt(1 - rho.square()) * z[:, 1])
-        pen = torch.multinomial(F.softmax(output_t["pen"] / temperature, -1), 1, generator=generator)[:, 0]
-        return torch.cat([torch.stack([dx, dy], -1), F.one_hot(pen, self.pen_states).to(mu.dtype)], -1)
-
-
-@hookimpl
-def register_heads(register: Callable[[str, HeadFactory], None]) -> None:
-    """The core's heads, registered like any plugin's: ``{"type": NAME, ...}`` specs build with
-    ``factory(hidden_size, spec)``."""
-    register("categorical", lambda hidden, spec: CategoricalHead(hidden, spec.get("vocab_size", 0)))
-    register("mdn", lambda hidden, spec: MixtureDensityHead(
-        hidden, spec.get("components", 20), spec.get("dims", 2), spec.get("pen_states", 3)))
+    metrics: dict = field(default_factory=dict)  # name -> (sum, count): the head's metrics (if asked), KL, ...
 
 
 # ------------------------------------------------------------------------------------ recurrence
@@ -414,19 +328,29 @@ class SequenceModel(nn.Module):
         window = torch.zeros(batch_size, n, size, device=device, dtype=weight.dtype)
         return State(layers, window, torch.zeros(batch_size, n, dtype=torch.bool, device=device))
 
+    whole_pieces = False  # a family that must see whole sequences (an autoencoder) sets this
+
     def forward(self, x: Tensor, targets: Tensor | None = None, state: State | None = None,
-                cond: Tensor | None = None, mask: Tensor | None = None) -> ModelOutput:
+                cond: Tensor | None = None, mask: Tensor | None = None, latent: Tensor | None = None,
+                metrics: bool = False) -> ModelOutput:
         """x: ids [B, T] or features [B, T, input_dim]; cond: class ids [B] or vectors [B, cond_size];
-        mask [B, T]: positions that count in the loss (None: all)."""
+        mask [B, T]: positions that count in the loss (None: all); ``metrics``: also the head's metrics.
+        ``latent`` is for families with a latent code; this one has none."""
+        if latent is not None:
+            raise ValueError("this model has no latent code (family 'rnn')")
         h, state = self._features(x, state, cond)
         output = self.head(self.dropout(h))
         if targets is None:
             return ModelOutput(output, state)
         loss_sum, count = self.head.loss(output, targets, mask)
-        return ModelOutput(output, state, loss_sum / count.clamp(min=1), loss_sum, count)
+        sums = self.head.metrics(output, targets, mask) if metrics else {}
+        return ModelOutput(output, state, loss_sum / count.clamp(min=1), loss_sum, count, sums)
 
-    def step(self, x_t: Tensor, state: State | None = None, cond: Tensor | None = None) -> tuple[Any, State]:
+    def step(self, x_t: Tensor, state: State | None = None, cond: Tensor | None = None,
+             latent: Tensor | None = None) -> tuple[Any, State]:
         """One time step: x_t ids [B] or features [B, input_dim] -> (head output for it, new state)."""
+        if latent is not None:
+            raise ValueError("this model has no latent code (family 'rnn')")
         h, state = self._features(x_t[:, None], state, cond)
         return self.head(self.dropout(h[:, 0])), state
 
@@ -447,3 +371,34 @@ class SequenceModel(nn.Module):
             return h, State(tuple(layer_states))
         h, window, window_mask = self.attention(h, state.window, state.window_mask)
         return h, State(tuple(layer_states), window, window_mask)
+
+
+# -------------------------------------------------------------------------------------- families
+
+FamilyFactory = Callable[[ModelConfig, dict], nn.Module]
+
+
+def build_model(config: ModelConfig, registry: Any = None) -> nn.Module:
+    """The model a config describes, built by its registered family with the registry's heads."""
+    if registry is None:
+        from composer.plugins import get_registry
+
+        registry = get_registry()
+    if config.family not in registry.families:
+        known = ", ".join(sorted(registry.families)) or "none"
+        raise ValueError(f"invalid ModelConfig: unknown model family {config.family!r}; known: {known}")
+    return registry.families[config.family](config, registry.heads)
+
+
+@hookimpl
+def register_model_families(register: Callable[[str, FamilyFactory], None]) -> None:
+    """The core's families: ``rnn`` (the stacked recurrent model) and ``vae`` (a bidirectional LSTM encoder
+    to a latent code and this stack as its decoder, as in Sketch-RNN)."""
+    register("rnn", lambda config, heads: SequenceModel(config, heads))
+
+    def vae(config: ModelConfig, heads: dict) -> nn.Module:
+        from composer.vae import SequenceVAE
+
+        return SequenceVAE(config, heads)
+
+    register("vae", vae)

@@ -24,6 +24,7 @@ from composer.api import ComposerError, CorpusSource, Encoder, Sampler, Style, W
 # Built-in plugins: written exactly as third-party ones, loaded first and always. The core's own model
 # heads register through the same hook.
 DEFAULT_PLUGINS = (
+    "composer.heads",
     "composer.model",
     "composer_samplers",
     "composer_midi",
@@ -48,20 +49,28 @@ def _typed_key(expected: type) -> Callable[[Any], Any]:
     return key
 
 
-def _head_key(name: Any, factory: Any) -> str:
-    if not isinstance(name, str) or not callable(factory):
-        raise TypeError(f"register_heads expects register(type_name, factory), got {name!r}, {factory!r}")
-    return name
+def _named_factory(hook: str) -> Callable[[Any, Any], str]:
+    def key(name: Any, factory: Any) -> str:
+        if not isinstance(name, str) or not callable(factory):
+            raise TypeError(f"{hook} expects register(name, factory), got {name!r}, {factory!r}")
+        return name
+
+    return key
 
 
 @dataclass(frozen=True)
 class Kind:
     """One kind of registered thing: its hook ``register_<table>``, its label in messages, and the key an
-    object is registered under (the callback gets the object, or for heads a name and a factory)."""
+    object is registered under (the callback gets the object, or for heads and families a name and a factory)."""
 
     table: str
     label: str
     key: Callable[..., Any]
+    hook: str = ""  # default: register_<table>
+
+    @property
+    def hook_name(self) -> str:
+        return self.hook or f"register_{self.table}"
 
 
 KINDS = (
@@ -70,7 +79,8 @@ KINDS = (
     Kind("corpora", "corpus source", _typed_key(CorpusSource)),
     Kind("styles", "style", _typed_key(Style)),
     Kind("writers", "writer", _typed_key(Writer)),
-    Kind("heads", "head", _head_key),
+    Kind("heads", "head", _named_factory("register_heads")),
+    Kind("families", "model family", _named_factory("register_model_families"), "register_model_families"),
 )
 KIND = {kind.table: kind for kind in KINDS}
 
@@ -94,6 +104,7 @@ class Registry:
     styles: dict[str, Style] = field(default_factory=dict)
     writers: dict[tuple[str, str], Writer] = field(default_factory=dict)  # (modality, format)
     heads: dict[str, Any] = field(default_factory=dict)  # head type -> factory(hidden_size, spec)
+    families: dict[str, Any] = field(default_factory=dict)  # model family -> factory(model_config, heads)
     owner: dict[tuple[str, Any], str] = field(default_factory=dict)  # (table, key) -> plugin name
 
     # -- lookups with one-line errors
@@ -149,7 +160,7 @@ def _register_all(reg: Registry, info: PluginInfo, plugin: Any) -> None:
     try:
         reg.pm.register(plugin, name=info.name)
         for kind in KINDS:
-            caller = reg.pm.subset_hook_caller(f"register_{kind.table}", remove_plugins=others)
+            caller = reg.pm.subset_hook_caller(kind.hook_name, remove_plugins=others)
             caller(register=make_register(kind))
     except Exception as exc:  # a broken plugin must not break the others
         for table, key in added:

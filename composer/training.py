@@ -23,7 +23,7 @@ import torch
 from composer import checkpoint
 from composer.api import ComposerError, Encoder
 from composer.data import IGNORE, Corpus, load_corpus, padded_batches, piece_batches, split
-from composer.model import ModelConfig, SequenceModel, detach_state, reset_rows
+from composer.model import ModelConfig, SequenceModel, build_model, detach_state, reset_rows
 
 
 @dataclass
@@ -227,7 +227,7 @@ class Trainer:
             mcfg = ModelConfig.from_dict(shape)
         else:
             mcfg = ModelConfig.from_dict({**cfg.model, **_head_fields(encoder)})
-        model = SequenceModel(mcfg, heads=self.registry.heads)
+        model = build_model(mcfg, self.registry)
         if parent_weights is not None:
             model.load_state_dict(parent_weights)
         model.to(device)

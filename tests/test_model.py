@@ -103,18 +103,18 @@ def test_forward_gives_shapes_loss_and_count(overrides):
     assert model(x).loss is None
 
 
-def test_categorical_loss_counts_only_unmasked_positions_and_ignores_minus_100():
+def test_categorical_loss_and_accuracy_count_only_masked_in_positions():
     torch.manual_seed(0)
     model = SequenceModel(tiny())
     x = torch.randint(0, VOCAB, (2, 4))
     y = torch.randint(0, VOCAB, (2, 4))
-    y[0, 1] = -100
-    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
-    out = model(x, targets=y, mask=mask)
-    keep = (mask == 1) & (y != -100)
-    expected = F.cross_entropy(out.output[keep], y[keep], reduction="sum")
-    assert out.count == 4
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]).bool()
+    out = model(x, targets=y, mask=mask, metrics=True)
+    expected = F.cross_entropy(out.output[mask], y[mask], reduction="sum")
+    assert out.count == 5
     torch.testing.assert_close(out.loss_sum, expected)
+    hits, count = out.metrics["accuracy"]
+    assert count == 5 and hits == (out.output[mask].argmax(-1) == y[mask]).sum()
 
 
 def test_mdn_loss_is_gaussian_mixture_nll_plus_pen_cross_entropy():

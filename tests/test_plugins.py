@@ -122,6 +122,8 @@ def register_styles(register): record("register_styles", register=register)
 def register_writers(register): record("register_writers", register=register)
 @hookimpl
 def register_heads(register): record("register_heads", register=register)
+@hookimpl
+def register_model_families(register): record("register_model_families", register=register)
 
 @click.command("recorded-hello")
 def hello():

@@ -231,7 +231,7 @@ def test_plugin_heads_join_the_model_and_builtin_heads_are_protected(tmp_path, m
     reg = plugins.get_registry()
     from composer.model import ModelConfig, SequenceModel
 
-    assert "head 'mdn' from plugin 'composer-clash' clashes with the one from plugin 'composer.model'" in \
+    assert "head 'mdn' from plugin 'composer-clash' clashes with the one from plugin 'composer.heads'" in \
         reg.plugins["composer-clash"].error
     model = SequenceModel(ModelConfig(vocab_size=5, hidden_size=8, embedding_size=4, layers=1,
                                       head={"type": "plain"}))

@@ -11,41 +11,88 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from composer.api import ComposerError, Constraint, Encoder, Generated, Sampler
+from composer.heads import last_step
 from composer.model import State, select_state
 
 
 class Decoding:
-    """One generation request: ``n`` sequences continuing ``prefix`` (the start token and the primer) for
-    at most ``max_tokens`` new tokens, under ``constraint``, drawn with ``generator`` (seeded)."""
+    """One generation request: ``n`` sequences continuing ``prefix`` (the start token or row and the primer)
+    for at most ``max_tokens`` new steps, under ``constraint``, drawn with ``generator`` (seeded).
 
-    def __init__(self, model: Any, prefix: Sequence[int], *, n: int, max_tokens: int, eos: int | None,
-                 constraint: Constraint | None, seed: int, device: torch.device, history_from: int) -> None:
-        self.model, self.prefix, self.n, self.max_tokens = model, list(prefix), n, max_tokens
+    ``inputs`` are per-row conditioning tensors the model takes at every step: ``cond`` (class ids) and,
+    for a model with a latent code, ``latent``; each has one row (shared by all rows) or ``n`` rows (one
+    per sequence). A categorical head gives logits that samplers filter; any other head is drawn from
+    with ``head.sample`` (see :meth:`draw`)."""
+
+    def __init__(self, model: Any, prefix: Any, *, n: int, max_tokens: int, eos: int | None,
+                 constraint: Constraint | None, seed: int, device: torch.device, history_from: int,
+                 inputs: dict[str, Tensor] | None = None) -> None:
+        self.model, self.n, self.max_tokens = model, n, max_tokens
         self.eos, self.constraint, self.seed, self.device = eos, constraint, seed, device
+        self.head = model.head
+        self.categorical = bool(getattr(self.head, "categorical", False))
+        self.prefix = list(prefix) if self.categorical else np.asarray(prefix, dtype=np.float32)
         self.history_from = history_from  # prefix[history_from:] is history a constraint tracks
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.given = {k: v for k, v in (inputs or {}).items() if v is not None}
+        self.inputs: dict[str, Tensor] = {}
+        if constraint is not None and not self.categorical:
+            raise ComposerError("constraints choose tokens; this model's head draws other values")
 
-    def start(self, rows: int) -> tuple[Tensor, State]:
+    def _row_inputs(self, rows: int) -> dict[str, Tensor]:
+        out = {}
+        for key, value in self.given.items():
+            value = value.to(self.device)
+            if value.shape[0] == 1:
+                value = value.expand(rows, *value.shape[1:])
+            elif value.shape[0] != rows:
+                raise ComposerError(f"this strategy runs {rows} rows for {self.n} sequences, so it needs one "
+                                    f"{key} shared by all of them, not one per sequence")
+            out[key] = value
+        return out
+
+    def start(self, rows: int) -> tuple[Any, State]:
         """Run the prefix through the model for ``rows`` rows and start the constraint over the primer:
-        (logits [rows, vocab] as float32, state)."""
-        x = torch.tensor(self.prefix, dtype=torch.long, device=self.device).unsqueeze(0).repeat(rows, 1)
-        out = self.model(x)
+        (the last step's output: logits [rows, vocab] as float32 for a categorical head, state)."""
+        if self.categorical:
+            x = torch.tensor(self.prefix, dtype=torch.long, device=self.device).unsqueeze(0).repeat(rows, 1)
+        else:
+            x = torch.from_numpy(self.prefix).to(self.device).unsqueeze(0).repeat(rows, 1, 1)
+        self.inputs = self._row_inputs(rows)
+        out = self.model(x, **self.inputs)
         if self.constraint is not None:
             self.constraint.start(rows, self.device)
             for t in self.prefix[self.history_from:]:
                 self.constraint.advance(torch.full((rows,), t, dtype=torch.long, device=self.device))
-        return out.output[:, -1].float(), out.state
+        return self._float(last_step(out.output)), out.state
 
-    def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
-        """Feed the tokens [rows] just chosen: the constraint advances and the model takes one step."""
+    def _float(self, output: Any) -> Any:
+        return output.float() if self.categorical else output
+
+    def step(self, tokens: Tensor, state: State) -> tuple[Any, State]:
+        """Feed the tokens [rows] (or rows [rows, D]) just chosen: the constraint advances and the model takes
+        one step."""
         if self.constraint is not None:
             self.constraint.advance(tokens)
-        logits, state = self.model.step(tokens, state)
-        return logits.float(), state
+        output, state = self.model.step(tokens, state, **self.inputs)
+        return self._float(output), state
+
+    def draw(self, output: Any, temperature: float) -> tuple[Tensor, Tensor]:
+        """For a head that is not categorical: the next value per row, drawn by the head at ``temperature``,
+        and its log-likelihood under the unscaled output [rows] (float64)."""
+        value = self.head.sample(output, self.generator, temperature)
+        return value, self.head.log_prob(output, value).double()
+
+    def ends(self, value: Tensor) -> Tensor | None:
+        """Which rows' just-drawn value ends the sequence (the end token, or what the head says), or None."""
+        if self.categorical:
+            return None if self.eos is None else value == self.eos
+        return self.head.ends(value)
 
     def mask(self, logits: Tensor) -> Tensor:
         """The logits with what the constraint forbids at -inf."""
@@ -55,14 +102,24 @@ class Decoding:
         return logits if allowed is None else logits.masked_fill(~allowed.to(logits.device), float("-inf"))
 
     def select(self, state: State, index: Tensor) -> State:
-        """Keep rows ``index`` (they may repeat) of the model state and of the constraint."""
+        """Keep rows ``index`` (they may repeat) of the model state, the conditioning and the constraint."""
         if self.constraint is not None:
             self.constraint.select(index)
+        self.inputs = {k: v.index_select(0, index) for k, v in self.inputs.items()}
         return select_state(state, index)
 
     def finish(self, rows: Tensor, log_likelihood: Tensor) -> list[Generated]:
-        """The results from new tokens [n, T] (cut after the end token) and their log-likelihoods [n]."""
+        """The results from new tokens [n, T] (or rows [n, T, D]; cut after the end) and their
+        log-likelihoods [n]."""
         results = []
+        if not self.categorical:
+            values = rows.float().cpu().numpy()
+            ended = self.head.ends(rows)
+            for k, ll in enumerate(log_likelihood.tolist()):
+                hits = torch.nonzero(ended[k]).flatten() if ended is not None else torch.empty(0)
+                cut = int(hits[0]) + 1 if len(hits) else values.shape[1]
+                results.append(Generated(np.concatenate([self.prefix, values[k, :cut]]), float(ll), cut))
+            return results
         for row, ll in zip(rows.tolist(), log_likelihood.tolist()):
             if self.eos is not None and self.eos in row:
                 row = row[: row.index(self.eos) + 1]
@@ -83,17 +140,21 @@ def generate(
     seed: int = 0,
     device: torch.device | str = "cpu",
     options: Any = None,
+    inputs: dict[str, Tensor] | None = None,
 ) -> list[Generated]:
-    """Generate ``n`` sequences with ``sampler``; each starts with the encoder's start token and ``primer``
-    and ends at the end token or after ``max_tokens`` new tokens. The same seed gives the same tokens."""
-    prefix = ([encoder.bos] if encoder.bos is not None else []) + list(primer)
-    if not prefix:
+    """Generate ``n`` sequences with ``sampler``; each starts with the encoder's start token (or row) and
+    ``primer`` and ends at the end (token or head's end) or after ``max_tokens`` new steps. ``inputs``:
+    conditioning the model takes at every step (``cond``: class ids; ``latent``: codes), one row or ``n``.
+    The same seed gives the same result."""
+    prefix = ([encoder.bos] if encoder.bos is not None else []) + [row for row in primer]
+    if not len(prefix):
         raise ComposerError("this encoder has no start token: give a primer to start from")
     if n < 1 or max_tokens < 1:
         raise ComposerError(f"need at least one output and one token to generate (got n={n}, max_tokens={max_tokens})")
     model.eval()
     run = Decoding(model, prefix, n=n, max_tokens=max_tokens, eos=encoder.eos, constraint=constraint, seed=seed,
-                   device=torch.device(device), history_from=1 if encoder.bos is not None else 0)
+                   device=torch.device(device), history_from=1 if encoder.bos is not None else 0,
+                   inputs=inputs)
     results = sampler.generate(run, options if options is not None else sampler.options())
     if len(results) != n:
         raise ComposerError(f"sampler '{sampler.name}' returned {len(results)} sequences instead of {n}")

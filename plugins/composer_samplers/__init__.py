@@ -46,6 +46,26 @@ def picked(log_probs: Tensor, tokens: Tensor) -> Tensor:
     return log_probs.gather(-1, tokens[:, None]).squeeze(-1)
 
 
+def draw_values(run, temperature: float) -> list[Generated]:
+    """Ancestral sampling for a head that is not categorical (a mixture density over pen offsets): each step
+    the head draws the next input at ``temperature`` (0: its most likely value) until it draws an end."""
+    output, state = run.start(run.n)
+    finished = torch.zeros(run.n, dtype=torch.bool, device=run.device)
+    ll = torch.zeros(run.n, dtype=torch.float64, device=run.device)
+    values = []
+    for i in range(run.max_tokens):
+        value, gain = run.draw(output, temperature)
+        ll += torch.where(finished, 0.0, gain.to(ll.device))
+        ends = run.ends(value)
+        if ends is not None:
+            finished |= ends.to(finished.device)
+        values.append(value)
+        if bool(finished.all()) or i + 1 == run.max_tokens:
+            break
+        output, state = run.step(value, state)
+    return run.finish(torch.stack(values, dim=1), ll)
+
+
 def _check_filters(temperature: float, top_k: int, top_p: float) -> None:
     if temperature < 0:
         raise ComposerError(f"temperature must be 0 (always the most likely token) or more, got {temperature}")
@@ -69,6 +89,11 @@ class Ancestral(Sampler):
             _check_filters(self.temperature, self.top_k, self.top_p)
 
     def generate(self, run, options) -> list[Generated]:
+        if not run.categorical:
+            if getattr(options, "top_k", 0) or getattr(options, "top_p", 1.0) < 1:
+                raise ComposerError("top_k and top_p filter tokens; this model's head draws other values, "
+                                    "with a temperature only")
+            return draw_values(run, getattr(options, "temperature", 0.0))
         logits, state = run.start(run.n)
         finished = torch.zeros(run.n, dtype=torch.bool, device=run.device)
         ll = torch.zeros(run.n, dtype=torch.float64, device=run.device)
@@ -166,6 +191,9 @@ class Beam(Sampler):
             _check_filters(self.temperature, self.top_k, self.top_p)
 
     def generate(self, run, options) -> list[Generated]:
+        if not run.categorical:
+            raise ComposerError("beam search ranks tokens; this model's head draws other values "
+                                "(use ancestral or greedy)")
         width, branches = max(options.beam_size, run.n), options.branch_factor
         logits, state = run.start(width)
         device = logits.device

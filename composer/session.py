@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import random
+
+import numpy as np
 import re
 import time
 from dataclasses import dataclass, field
@@ -77,7 +79,8 @@ class Scores:
     nll_per_token: float
     nll_per_step: float
     bits_per_token: float
-    token_accuracy: float
+    token_accuracy: float  # nan where the model predicts no tokens
+    metrics: dict[str, float] = field(default_factory=dict)  # the model's own: accuracy, L_s and L_p, KL, ...
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -111,6 +114,9 @@ class Session:
         self.device = pick_device(device)
         self.model, self.encoder, self.meta = load_model(self.path, self.registry, self.device)
         self.defaults: dict = {**self.meta.get("sampler_defaults", {}), **style_defaults}
+        self.labels: list[str] = list(self.meta.get("labels") or [])  # a class-conditional model's labels
+        self.latent_size: int = int(getattr(self.model.config, "latent_size", 0) or 0) \
+            if hasattr(self.model, "encode") else 0  # > 0: an autoencoder (encode, decode, interpolate)
 
     def __repr__(self) -> str:
         return f"<composer.Session {self.name}: {self.encoder.name} on {self.device}>"
@@ -151,12 +157,16 @@ class Session:
 
     def generate(self, n: int = 1, *, seed: int | None = None, length: float | None = None,
                  sampler: str | None = None, primer: Any = None, requests: dict[str, Any] | None = None,
-                 **options: Any) -> Pieces:
+                 label: str | None = None, latent: Any = None, like: Any = None, **options: Any) -> Pieces:
         """``n`` new pieces, decoded (PrettyMIDI for music, str for text). ``seed``: the same seed and settings
         give the same pieces (default: a fresh one, kept in ``pieces.seed``); ``length`` in the encoder's
         unit; ``sampler``: a registered sampler (see ``composer samplers``); ``primer``: a file (Path) or an
         item to continue; ``requests``: the encoder's generation requests (e.g. ``{"melody": ...}``);
-        ``options``: the sampler's options (``temperature=0.9``, ``top_p=0.95``, ``beam_size=8``, ...)."""
+        ``options``: the sampler's options (``temperature=0.9``, ``top_p=0.95``, ``beam_size=8``, ...).
+
+        Class-conditional models take a ``label`` (see ``labels``; default: one drawn per piece from the seed).
+        Autoencoders take ``latent`` codes ([latent_size] or [n, latent_size]; default: drawn from the prior)
+        or ``like``: an item or file whose code's neighbourhood the pieces are drawn from (variations)."""
         from composer.generate import generate
 
         if not isinstance(n, int) or not 1 <= n <= MAX_OUTPUTS:
@@ -171,13 +181,127 @@ class Session:
             raise ComposerError(f"that length asks for up to {plan.max_tokens:,} tokens per piece; the most is "
                                 f"{MAX_TOKENS:,} (length is in {self.encoder.length_unit})")
         tokens = self.primer(primer) if primer is not None else []
-        if tokens and plan.primer:
+        if len(tokens) and len(plan.primer):
             raise ComposerError("give one primer: a primer file or item, or a prime request, not both")
+        inputs = self._inputs(n, seed, label, latent, like)
         sequences = generate(self.model, self.encoder, chosen, n=n, max_tokens=plan.max_tokens,
-                             primer=tokens or plan.primer, constraint=plan.constraint, seed=seed,
-                             device=self.device, options=opts)
+                             primer=tokens if len(tokens) else plan.primer, constraint=plan.constraint, seed=seed,
+                             device=self.device, options=opts, inputs=inputs)
         items = [self.encoder.decode(seq.tokens) for seq in sequences]
         return Pieces(items, seed=seed, sampler=chosen.name, options=dict(opts.__dict__), sequences=sequences)
+
+    def _inputs(self, n: int, seed: int, label: str | None, latent: Any, like: Any) -> dict[str, Any]:
+        """The conditioning of ``n`` pieces: class ids and latent codes, drawn from ``seed`` where not given."""
+        import torch
+
+        inputs: dict[str, Any] = {}
+        if like is not None:
+            if latent is not None:
+                raise ComposerError("give a latent code or an item to draw variations of, not both")
+            item = self._item(like)
+            if label is None and self.labels and getattr(item, "label", None) in self.labels:
+                label = item.label
+            mu, logvar = self._posterior([item])
+            noise = torch.randn((n, self.latent_size), generator=torch.Generator().manual_seed(seed))
+            latent = mu + torch.exp(0.5 * logvar) * noise  # samples of the code's posterior: variations
+        if self.labels:
+            if label is not None:
+                if label not in self.labels:
+                    shown = " ".join(self.labels[:40]) + (" ..." if len(self.labels) > 40 else "")
+                    raise ComposerError(f"unknown label {label!r} for {self.name} (labels: {shown})")
+                inputs["cond"] = torch.tensor([self.labels.index(label)])
+            else:
+                pick = random.Random(seed)
+                inputs["cond"] = torch.tensor([pick.randrange(len(self.labels)) for _ in range(n)])
+        elif label is not None:
+            raise ComposerError(f"{self.name} is not conditioned on labels; leave out the label")
+        if self.latent_size:
+            if latent is None:
+                latent = torch.randn((n, self.latent_size), generator=torch.Generator().manual_seed(seed + 1))
+            latent = torch.as_tensor(latent, dtype=torch.float32).reshape(-1, self.latent_size)
+            if latent.shape[0] not in (1, n):
+                raise ComposerError(f"give one latent code or {n}, not {latent.shape[0]}")
+            inputs["latent"] = latent
+        elif latent is not None:
+            raise ComposerError(f"{self.name} has no latent code (it is not an autoencoder)")
+        return inputs
+
+    # -- the latent space of an autoencoder
+    def _need_latent(self) -> None:
+        if not self.latent_size:
+            raise ComposerError(f"{self.name} has no latent code: encode, like and interpolate need an autoencoder "
+                                "(a model trained with family 'vae')")
+
+    def _item(self, item: Any) -> Any:
+        """An item, or the first item of a file read by the corpus readers of the model's modality."""
+        if not isinstance(item, str | Path):
+            return item
+        from composer.data import resolve
+
+        src, ref = resolve(str(item), self.encoder.modality, self.registry.corpora)[0]
+        try:
+            items = src.load(ref)
+        except Exception as exc:
+            raise ComposerError(f"cannot read {item}: {exc}") from None
+        if not items:
+            raise ComposerError(f"{item} holds nothing usable")
+        return items[0]
+
+    def _posterior(self, items: list) -> tuple[Any, Any]:
+        """The codes' means and log-variances [len(items), latent_size] of items (or files)."""
+        import numpy as np
+        import torch
+
+        from composer.data import Sequences, padded_batches
+
+        self._need_latent()
+        sequences = []
+        for item in items:
+            seq = np.asarray(self.encoder.encode_checked(self._item(item))[0])
+            if len(seq) < 3:
+                raise ComposerError("an item to encode is empty or too long for this model")
+            sequences.append(seq)
+        mus, logvars = [None] * len(items), [None] * len(items)
+        with torch.no_grad():
+            for batch in padded_batches(Sequences.from_arrays(sequences), 64):
+                x = batch.inputs.to(self.device)
+                x = x if x.is_floating_point() else x.long()
+                mu, logvar = self.model.encode(x[:, 1:], batch.mask[:, 1:].sum(-1).clamp(min=1).to(self.device))
+                for row, index in enumerate(batch.index.tolist()):
+                    mus[index], logvars[index] = mu[row].cpu(), logvar[row].cpu()
+        return torch.stack(mus), torch.stack(logvars)
+
+    def encode(self, item: Any) -> Any:
+        """The latent code (the posterior's mean, a float32 numpy array [latent_size]) of an item or file."""
+        return self._posterior([item])[0][0].numpy()
+
+    def decode(self, z: Any, n: int = 1, **kwargs: Any) -> Pieces:
+        """``n`` pieces drawn from one latent code ``z`` (or one piece per code of ``z`` [k, latent_size]);
+        ``kwargs`` as for :meth:`generate` (seed, length, sampler, label, temperature, ...)."""
+        import numpy as np
+
+        self._need_latent()
+        z = np.asarray(z, dtype=np.float32).reshape(-1, self.latent_size)
+        return self.generate(max(n, len(z)) if len(z) == 1 else len(z), latent=z, **kwargs)
+
+    def interpolate(self, a: Any, b: Any, n: int = 8, **kwargs: Any) -> Pieces:
+        """``n`` pieces morphing from item (or file, or code) ``a`` to ``b``: their codes spherically
+        interpolated, endpoints included, decoded together with the same settings."""
+        import numpy as np
+        import torch
+
+        from composer.vae import interpolate
+
+        self._need_latent()
+        if n < 2:
+            raise ComposerError(f"an interpolation needs at least 2 steps, got {n}")
+        ends = [torch.as_tensor(np.asarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else
+                torch.as_tensor(self.encode(x)) for x in (a, b)]
+        if kwargs.get("label") is None and self.labels:
+            first = self._item(a) if not isinstance(a, np.ndarray) else None
+            if getattr(first, "label", None) in self.labels:
+                kwargs["label"] = first.label
+        return self.generate(n, latent=interpolate(ends[0], ends[1], n), **kwargs)
 
     # -- files
     def writers(self, formats: str | list[str] | None = None) -> tuple[list[Writer], list[str]]:
@@ -227,7 +351,8 @@ class Session:
         writers, warnings = self.writers(formats)
         stem = stem or self.stem(getattr(items, "seed", None))
         paths = self.targets(len(items), folder, writers, stem)
-        self.check_free(paths, force)
+        grids = [p for p in self.grid_targets(folder, writers, stem) if p is not None] if len(items) > 1 else []
+        self.check_free(paths + [grids], force)
         Path(folder).mkdir(parents=True, exist_ok=True)
         written = Written(warnings=warnings)
         for item, row in zip(items, paths):
@@ -244,7 +369,16 @@ class Session:
                 names.append(path.name)
             summary = self.encoder.summarize(item)
             written.lines.append(", ".join(names) + (f" ({summary})" if summary else ""))
+        for writer, path in zip(writers, self.grid_targets(folder, writers, stem)):
+            if path is not None and len(items) > 1:
+                writer.write_grid(list(items), path)
+                written.files.append(path)
+                written.lines.append(f"{path.name} (all {len(items)} in one {writer.name})")
         return written
+
+    def grid_targets(self, folder: str | Path, writers: list[Writer], stem: str) -> list[Path | None]:
+        """Where writers that lay out a whole run in one file (a grid of drawings) put it: ``STEM-grid.SUFFIX``."""
+        return [Path(folder) / f"{stem}-grid{w.suffix}" if w.write_grid is not None else None for w in writers]
 
     # -- scoring
     def score(self, items: list, batch_size: int = 16) -> Scores:
@@ -254,19 +388,31 @@ class Session:
             [self.encoder.encode_checked(item)[0] for item in items]
         return self.score_sequences(sequences, batch_size)
 
-    def score_sequences(self, sequences: list[list[int]], batch_size: int = 16) -> Scores:
-        from composer.training import evaluate_nll
+    def score_sequences(self, sequences: Any, batch_size: int = 16, labels: Any = None,
+                        pad_to: int = 0) -> Scores:
+        """Scores of encoded sequences (``labels``: their class ids, for a class-conditional model); with the
+        encoder's ``pad_value``, sequences are padded with it (to ``pad_to`` rows) and the padding counts."""
+        from composer.data import Sequences
+        from composer.training import evaluate_sequences
 
-        sequences = [list(s) for s in sequences if len(s) > 1]
-        if not sequences:
+        if not isinstance(sequences, Sequences):
+            keep = [i for i, s in enumerate(sequences) if len(s) > 1]
+            labels = None if labels is None else [labels[i] for i in keep]
+            sequences = Sequences.from_arrays([sequences[i] for i in keep]) if keep else []
+        if not len(sequences):
             raise ComposerError("nothing to score: every item is shorter than two tokens")
-        total, count, accuracy = evaluate_nll(self.model, sequences, self.device, "fp32", batch_size=batch_size)
+        if labels is None and self.labels:
+            raise ComposerError(f"{self.name} is conditioned on labels: score items that carry one")
+        result = evaluate_sequences(self.model, sequences, self.device, "fp32", batch_size=batch_size,
+                                    pad_value=self.encoder.pad_value, pad_to=pad_to,
+                                    labels=None if labels is None else np.asarray(labels, dtype=np.int64))
         steps = sum(self.encoder.steps(seq) for seq in sequences)
-        per_token = total / max(1, count)
-        return Scores(len(sequences), count, steps, per_token, total / max(1, steps), per_token / math.log(2),
-                      accuracy)
+        per_token = result.loss
+        accuracy = result.metric("accuracy")
+        return Scores(len(sequences), result.count, steps, per_token, result.loss_sum / max(1, steps),
+                      per_token / math.log(2), math.nan if accuracy is None else accuracy, result.metrics())
 
-    def held_out(self, corpus: str | None = None, workers: int | None = None) -> tuple[list[list[int]], str]:
+    def held_out(self, corpus: str | None = None, workers: int | None = None) -> HeldOut:
         """The sequences to evaluate on and what they are: ``corpus`` whole, or by default the held-out split
         of the training corpus recorded in the checkpoint (only those pieces are read)."""
         from composer.data import load_corpus, short_source, split
@@ -282,9 +428,60 @@ class Session:
         only = valid if recorded and not valid[0].startswith("@") else None
         data = load_corpus(source, self.encoder, self.registry.corpora, fitted=True, workers=workers, only=only)
         if recorded:
-            _, sequences, _ = split(data, 0.1, 0, valid_names=valid)
-            return sequences, f"{short_source(source)}, the held-out split recorded in the checkpoint"
-        return data.sequences, f"{short_source(source)}, all of it"
+            _, sequences, names = split(data, 0.1, 0, valid_names=valid)
+            chosen = set(names)
+            keep = list(range(len(data.names))) if valid[0].startswith("@") else \
+                [i for i, name in enumerate(data.names) if name in chosen]
+            which = f"{short_source(source)}, the held-out split recorded in the checkpoint"
+        else:
+            # a dataset's own test split is what it is evaluated on, where it has one
+            test = [i for i, s in enumerate(data.splits) if s == "test"]
+            keep = test or list(range(len(data.names)))
+            sequences = data.sequences[np.asarray(keep, dtype=np.int64)] if test else data.sequences
+            which = f"{short_source(source)}, {'its test split' if test else 'all of it'}"
+        return HeldOut(sequences, self.label_ids([data.labels[i] for i in keep]), which, [data.names[i] for i in keep])
+
+    def label_ids(self, labels: list[str | None]) -> Any:
+        """Class ids of item labels for a class-conditional model (None for another model); an unknown or
+        missing label is an error."""
+        if not self.labels:
+            return None
+        index = {name: i for i, name in enumerate(self.labels)}
+        bad = [label for label in labels if label not in index]
+        if bad:
+            raise ComposerError(f"{self.name} is conditioned on labels, and {bad[0]!r} is not one of its "
+                                f"{len(self.labels)} labels")
+        return np.asarray([index[label] for label in labels], dtype=np.int64)
+
+    def pad_length(self) -> int:
+        """Rows every sequence is padded to when scored, for data padded with a counted end value: the
+        encoder's maximum length plus the start and end rows (Sketch-RNN's N_max), else 0."""
+        if self.encoder.pad_value is None:
+            return 0
+        return int(getattr(self.encoder.options, "max_length", 0) or 0) + 2
+
+    def rank(self, source: str | Path, workers: int | None = None) -> list[tuple[str, float]]:
+        """Anomaly scores: the items of ``source`` (a file, folder or corpus) with the model's loss per step on
+        each, most unlikely first."""
+        from composer.data import load_corpus
+        from composer.training import evaluate_sequences
+
+        data = load_corpus(str(source), self.encoder, self.registry.corpora, fitted=True, workers=workers,
+                           use_cache=False)
+        result = evaluate_sequences(self.model, data.sequences, self.device, "fp32", pad_value=self.encoder.pad_value,
+                                    labels=self.label_ids(data.labels), per_sequence=True)
+        scores = [(name, total / max(1, count)) for name, (total, count) in zip(data.names, result.per_sequence)]
+        return sorted(scores, key=lambda pair: -pair[1])
+
+
+@dataclass
+class HeldOut:
+    """Sequences to evaluate on, their class ids (class-conditional models), what they are, and their names."""
+
+    sequences: Any
+    labels: Any
+    description: str
+    names: list[str]
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -295,13 +492,17 @@ def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 16
     """Score a style or checkpoint on held-out data (see :meth:`Session.held_out`) and, with ``samples``,
     compare statistics of that many generated pieces (the style's default sampler) with the corpus's own."""
     session = load(target, device=device)
-    sequences, which = session.held_out(corpus, workers)
-    scores = session.score_sequences(sequences)
-    results: dict[str, Any] = {"data": which, **scores.as_dict()}
+    held = session.held_out(corpus, workers)
+    scores = session.score_sequences(held.sequences, labels=held.labels, pad_to=session.pad_length())
+    results: dict[str, Any] = {"data": held.description, **scores.as_dict()}
+    if "offset_loss" in scores.metrics:  # Sketch-RNN's numbers: L_R over N_max positions, and L_KL
+        results["sketch_rnn"] = {"L_R": scores.nll_per_token, "L_s": scores.metrics["offset_loss"],
+                                 "L_p": scores.metrics["pen_loss"], "L_KL": scores.metrics.get("kl"),
+                                 "N_max": session.pad_length() - 1}
     if samples > 0:
         encoder = session.encoder
         pieces = session.generate(samples, seed=seed)
-        reference = [encoder.decode(seq) for seq in sequences]
+        reference = [encoder.decode(seq) for seq in held.sequences]
         results["statistics"] = {"corpus": encoder.statistics(reference),
                                  "generated": encoder.statistics(list(pieces), reference)}
     return results

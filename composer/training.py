@@ -22,7 +22,7 @@ import torch
 
 from composer import checkpoint
 from composer.api import ComposerError, Encoder
-from composer.data import IGNORE, Corpus, load_corpus, padded_batches, piece_batches, split
+from composer.data import Corpus, load_corpus, piece_batches, split
 from composer.model import ModelConfig, SequenceModel, build_model, detach_state, reset_rows
 
 
@@ -38,7 +38,9 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int = 0  # 0: no limit
     batch_size: int = 32
-    seq_len: int = 128
+    seq_len: int = 128  # steps per training window (truncated BPTT); whole pieces for autoencoders and padded data
+    label: bool = False  # class-conditional: condition the model on each item's label (the labels go in the checkpoint)
+    label_size: int = 32  # size of the label embedding
     lr: float = 2e-3
     min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio
     weight_decay: float = 0.01
@@ -116,30 +118,82 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+@dataclass
+class Evaluation:
+    """Exact loss over whole pieces: the summed loss and the positions it counts, the model's metrics (sums
+    and counts: accuracy, the reconstruction's parts, KL), and with ``per_sequence`` each piece's loss sum and
+    count in corpus order."""
+
+    loss_sum: float = 0.0
+    count: int = 0
+    sums: dict[str, list[float]] = field(default_factory=dict)
+    per_sequence: list[tuple[float, int]] | None = None
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(1, self.count)
+
+    def metric(self, name: str) -> float | None:
+        total, count = self.sums.get(name, (0.0, 0))
+        return total / count if count else None
+
+    def metrics(self) -> dict[str, float]:
+        return {name: total / count for name, (total, count) in self.sums.items() if count}
+
+
 @torch.no_grad()
-def evaluate_nll(model: SequenceModel, sequences: list[list[int]], device: torch.device, precision: str,
-                 batch_size: int = 16, chunk: int = 512) -> tuple[float, int, float]:
-    """Exact NLL over whole pieces (state carried across chunks): (total nats, tokens predicted, accuracy)."""
+def evaluate_sequences(model: Any, sequences: Any, device: torch.device, precision: str, *, batch_size: int = 16,
+                       chunk: int = 512, pad_value: Any = None, pad_to: int = 0, labels: Any = None,
+                       per_sequence: bool = False) -> Evaluation:
+    """Score whole pieces, carrying the state across chunks of ``chunk`` steps (a family that needs whole
+    pieces gets them in one piece). With ``pad_value`` pieces are padded with it to ``pad_to`` rows (or the
+    batch's longest) and the padding counts, as Sketch-RNN scores its drawings; ``labels``: class ids."""
+    from composer.data import Sequences, padded_batches
+    from composer.heads import map_output
+
     was_training = model.training
     model.eval()
-    total, count, correct = 0.0, 0, 0
-    for batch, lengths in padded_batches(sequences, batch_size):
-        batch = batch.to(device)
-        mask = torch.arange(batch.shape[1], device=device)[None, :] < lengths.to(device)[:, None]
+    if not isinstance(sequences, Sequences):
+        sequences = Sequences.from_arrays(sequences)
+    result = Evaluation(per_sequence=[(0.0, 0)] * len(sequences) if per_sequence else None)
+    whole = getattr(model, "whole_pieces", False)
+    for batch in padded_batches(sequences, batch_size, pad_value=pad_value, labels=labels, pad_to=pad_to):
+        inputs = batch.inputs.to(device)
+        inputs = inputs.long() if not inputs.is_floating_point() else inputs
+        mask = batch.mask.to(device)
+        cond = batch.labels.to(device) if batch.labels is not None else None
         state = None
-        for start in range(0, batch.shape[1] - 1, chunk):
-            x = batch[:, start: start + chunk]
-            y = batch[:, start + 1: start + chunk + 1]
-            m = mask[:, start + 1: start + chunk + 1]
+        length = inputs.shape[1]
+        step = length if whole else chunk
+        for start in range(0, length - 1, step):
+            x = inputs[:, start: start + step]
+            y = inputs[:, start + 1: start + step + 1]
+            m = mask[:, start + 1: start + step + 1]
             x = x[:, : y.shape[1]]
             with autocast(device, precision):
-                out = model(x, targets=y, state=state, mask=m)
+                out = model(x, targets=y, state=state, mask=m, cond=cond, metrics=True)
             state = out.state
-            total += float(out.loss_sum)
-            count += int(out.count)
-            correct += int(((out.output.argmax(-1) == y) & m).sum())
+            result.loss_sum += float(out.loss_sum)
+            result.count += int(out.count)
+            for name, (total, count) in out.metrics.items():
+                old = result.sums.get(name, [0.0, 0])
+                result.sums[name] = [old[0] + float(total), old[1] + int(count)]
+            if per_sequence:
+                for row, index in enumerate(batch.index.tolist()):
+                    one = map_output(out.output, lambda t, r=row: t[r: r + 1])
+                    total, count = model.head.loss(one, y[row: row + 1], m[row: row + 1])
+                    old = result.per_sequence[index]
+                    result.per_sequence[index] = (old[0] + float(total), old[1] + int(count))
     model.train(was_training)
-    return total, count, correct / max(1, count)
+    return result
+
+
+def evaluate_nll(model: Any, sequences: Any, device: torch.device, precision: str,
+                 batch_size: int = 16, chunk: int = 512) -> tuple[float, int, float]:
+    """Exact NLL over whole pieces: (total nats, positions predicted, token accuracy or nan)."""
+    result = evaluate_sequences(model, sequences, device, precision, batch_size=batch_size, chunk=chunk)
+    accuracy = result.metric("accuracy")
+    return result.loss_sum, result.count, math.nan if accuracy is None else accuracy
 
 
 def _write_above_progress_bar(msg: str) -> None:
@@ -221,13 +275,22 @@ class Trainer:
         if not train_seqs:
             raise ComposerError("the training split is empty; lower --valid-fraction or add data")
 
+        label_names = self._label_names(corpus, parent_meta, resume)
+        train_labels = valid_labels = None
+        if label_names:
+            train_labels, valid_labels = self._label_ids(corpus, label_names, valid_names, cfg, valid_corpus
+                                                         if cfg.valid_corpus else None)
         if parent_meta is not None:
             shape = dict(parent_meta["model"])
             shape["dropout"] = cfg.model.get("dropout", shape.get("dropout", 0.0))
             mcfg = ModelConfig.from_dict(shape)
         else:
-            mcfg = ModelConfig.from_dict({**cfg.model, **_head_fields(encoder)})
-        model = build_model(mcfg, self.registry)
+            labelled = {"cond_classes": len(label_names), "cond_size": cfg.label_size} if label_names else {}
+            mcfg = ModelConfig.from_dict({**cfg.model, **_head_fields(encoder), **labelled})
+        try:
+            model = build_model(mcfg, self.registry)
+        except ValueError as exc:
+            raise ComposerError(str(exc)) from None
         if parent_weights is not None:
             model.load_state_dict(parent_weights)
         model.to(device)
@@ -241,8 +304,13 @@ class Trainer:
                                       fused=device.type == "cuda")
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
-        steps_per_epoch = piece_batches(train_seqs, encoder, cfg.batch_size, cfg.seq_len,
-                                        random.Random(0), False, self.rank, self.world)[0].shape[0]
+        # an autoencoder reads whole pieces, and data padded with a counted end value (Sketch-RNN's drawings)
+        # is scored over whole pieces too: windows then hold one whole piece each
+        whole = bool(getattr(model, "whole_pieces", False)) or encoder.pad_value is not None
+        seq_len = max(int(train_seqs.lengths.max()), int(valid_seqs.lengths.max()) if len(valid_seqs) else 0) - 1 \
+            if whole else cfg.seq_len
+        steps_per_epoch = piece_batches(train_seqs, encoder, cfg.batch_size, seq_len, random.Random(0), False,
+                                        self.rank, self.world, labels=train_labels).inputs.shape[0]
         total_steps = cfg.epochs * steps_per_epoch
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
@@ -272,6 +340,7 @@ class Trainer:
             "encoder": {"name": encoder.name, "modality": encoder.modality, "state": encoder.state_dict()},
             "description": cfg.description,
             "sampler_defaults": cfg.sampler_defaults,
+            **({"labels": label_names} if label_names else {}),
         }
         ctx = {"model": model, "optimizer": optimizer, "scaler": scaler, "encoder": encoder,
                "valid_names": valid_names, "corpus": corpus, "meta": meta_base}
@@ -288,23 +357,27 @@ class Trainer:
         def validate(loss_sum: float, loss_n: int, tokens: int, seconds: float) -> tuple[float, bool]:
             """Validate, log a metrics line and keep the model if it is the best so far."""
             nonlocal best, epoch_improved
-            total, count, acc = evaluate_nll(model, valid_seqs, device, precision)
-            valid_loss = total / max(1, count)
+            result = evaluate_sequences(model, valid_seqs, device, precision, pad_value=encoder.pad_value,
+                                        labels=valid_labels)
+            found = result.metrics()
+            valid_loss = result.loss + _penalty(model, found)
             improved = valid_loss < best - 1e-4
             if improved:
                 best, epoch_improved = valid_loss, True
             train_loss = loss_sum / loss_n if loss_n else math.nan  # nan: resumed at an epoch's end
             metrics = {"epoch": epoch, "step": step, "train_loss": round(train_loss, 5) if loss_n else None,
-                       "valid_loss": round(valid_loss, 5), "valid_accuracy": round(acc, 4),
+                       "valid_loss": round(valid_loss, 5),
+                       **{f"valid_{name}": round(value, 5) for name, value in found.items()},
                        "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": round(tokens / max(seconds, 1e-9)),
                        "seconds": round(seconds, 2), "elapsed": round(time.time() - started, 2)}
             if self.is_main:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(metrics) + "\n")
+                shown = ", ".join(f"{SHORT.get(name, name)} {value:.3f}" for name, value in found.items())
                 self.say(
                     f"epoch {epoch}/{cfg.epochs} step {step}: train {train_loss:.4f} valid "
-                    f"{valid_loss:.4f} (acc {acc:.3f}){' *' if improved else ''}; "
-                    f"{metrics['tokens_per_s']:,} tokens/s"
+                    f"{valid_loss:.4f}{f' ({shown})' if shown else ''}{' *' if improved else ''}; "
+                    f"{metrics['tokens_per_s']:,} {'tokens' if train_seqs.is_tokens else 'steps'}/s"
                 )
                 self.registry.pm.hook.on_epoch_end(metrics=metrics)
                 if improved:
@@ -313,9 +386,10 @@ class Trainer:
         try:
             while epoch < cfg.epochs and (not cfg.max_steps or step < cfg.max_steps):
                 self._apply_freezing(model, groups, frozen, epoch)
-                windows, restart = piece_batches(train_seqs, encoder, cfg.batch_size, cfg.seq_len,
-                                                 random.Random(cfg.seed * 1_000_003 + epoch), cfg.augment,
-                                                 self.rank, self.world)
+                batches = piece_batches(train_seqs, encoder, cfg.batch_size, seq_len,
+                                        random.Random(cfg.seed * 1_000_003 + epoch), cfg.augment,
+                                        self.rank, self.world, labels=train_labels)
+                windows, masks, restart = batches.inputs, batches.mask, batches.restart
                 model.train()
                 state = None
                 epoch_improved = False
@@ -327,14 +401,20 @@ class Trainer:
                     if cfg.max_steps and step >= cfg.max_steps:
                         break
                     batch = windows[b].to(device, non_blocking=True)
-                    x, y = batch[:, :-1].clamp(min=0), batch[:, 1:]
-                    if state is not None:
+                    batch = batch if batch.is_floating_point() else batch.long()
+                    x, y, m = batch[:, :-1], batch[:, 1:], masks[b, :, 1:].to(device, non_blocking=True)
+                    cond = batches.labels[b].to(device) if batches.labels is not None else None
+                    if whole:
+                        state = None  # every window is a whole piece (an autoencoder starts from its code)
+                    elif state is not None:
                         state = reset_rows(state, restart[b].to(device))
+                    if hasattr(model, "set_progress"):
+                        model.set_progress(step)
                     factor = lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
                     for group in optimizer.param_groups:
                         group["lr"] = cfg.lr * group["scale"] * factor
                     with autocast(device, precision):
-                        out = ddp(x, targets=y, state=state)
+                        out = ddp(x, targets=y, state=state, mask=m, cond=cond)
                     state = detach_state(out.state)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(out.loss).backward()
@@ -347,7 +427,7 @@ class Trainer:
                     if not math.isfinite(loss):
                         raise ComposerError(f"training diverged at step {step} (loss {loss}); try a lower --lr")
                     loss_sum, loss_n = loss_sum + loss, loss_n + 1
-                    tokens += int((y != IGNORE).sum()) * self.world
+                    tokens += int(m.sum()) * self.world
                     if bar is not None:
                         rate = tokens / max(1e-9, time.time() - t0)
                         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
@@ -394,6 +474,41 @@ class Trainer:
         self.result = {"steps": step, "epochs": epoch, "best_valid_loss": best, "train_loss": last_train_loss,
                        "stopped_early": stopped_early, "model": str(model_path)}
         return model_path
+
+    def _label_names(self, corpus: Corpus, parent_meta: dict | None, resume: dict | None) -> list[str]:
+        """The label vocabulary of a class-conditional run: the parent's, or the corpus's labels sorted."""
+        if parent_meta is not None and parent_meta.get("labels"):
+            return list(parent_meta["labels"])
+        if not self.config.label:
+            return []
+        names = sorted({label for label in corpus.labels if label is not None})
+        if not names:
+            raise ComposerError(f"--label needs labelled items, and corpus '{self.config.corpus}' has none")
+        return names
+
+    def _label_ids(self, corpus: Corpus, names: list[str], valid_names: list[str], cfg: TrainConfig,
+                   valid_corpus: Corpus | None) -> tuple[Any, Any]:
+        """Class ids of the training and validation sequences, in the order ``split`` gives them."""
+        import numpy as np
+
+        index = {name: i for i, name in enumerate(names)}
+
+        def ids(c: Corpus, keep: list[int]) -> Any:
+            unknown = sorted({c.labels[i] for i in keep if c.labels[i] not in index}, key=str)
+            if unknown:
+                raise ComposerError(f"label {unknown[0]!r} is not one the model knows ({len(names)} labels)")
+            return np.asarray([index[c.labels[i]] for i in keep], dtype=np.int64)
+
+        everything = list(range(len(corpus.names)))
+        if valid_corpus is not None:
+            return ids(corpus, everything), ids(valid_corpus, list(range(len(valid_corpus.names))))
+        if valid_names and valid_names[0].startswith("@tail:"):
+            return ids(corpus, everything), ids(corpus, everything)
+        held = set(valid_names)
+        splits = corpus.splits
+        train = [i for i in everything if corpus.names[i] not in held and splits[i] != "test"]
+        valid = [i for i in everything if corpus.names[i] in held]
+        return ids(corpus, train), ids(corpus, valid)
 
     def _warn(self, msg: str) -> None:
         if self.is_main:
@@ -461,6 +576,18 @@ class Trainer:
             "encoder_state": json.dumps(ctx["encoder"].state_dict()),
             "valid_names": json.dumps(ctx["valid_names"]),
         })
+
+
+SHORT = {"accuracy": "acc", "offset_loss": "L_s", "pen_loss": "L_p", "kl": "KL"}
+
+
+def _penalty(model: Any, metrics: dict[str, float]) -> float:
+    """What a model adds to its reconstruction loss when runs are compared: a VAE's full-weight KL term
+    (above its free bits), as its training loss has once the annealing is done."""
+    config = getattr(model, "config", None)
+    if "kl" not in metrics or config is None:
+        return 0.0
+    return config.kl_weight * max(metrics["kl"], config.kl_tolerance)
 
 
 def _raise_on_sigterm() -> Any:

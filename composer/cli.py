@@ -241,6 +241,15 @@ def report_training(result: dict) -> None:
 @click.option("--layer-norm/--no-layer-norm", default=None, help="Layer norm on each layer's output.")
 @click.option("--residual/--no-residual", default=None, help="Residual connections between layers.")
 @click.option("--attention", type=int, help="Attend over the last N outputs (0: off).")
+@click.option("--recurrent-dropout", type=float, help="Dropout on each LSTM step's update (default 0).")
+@click.option("--label", is_flag=True, default=None,
+              help="Class-conditional: condition on each item's label (a glyph's character, a drawing's word).")
+@click.option("--family", help="Model family: rnn (default) or vae (a bidirectional encoder to a latent code).")
+@click.option("--latent-size", type=int, help="vae: size of the latent code.")
+@click.option("--encoder-size", type=int, help="vae: hidden units per direction of the encoder (default 256).")
+@click.option("--kl-weight", type=float, help="vae: weight of the KL term (default 0.5).")
+@click.option("--kl-tolerance", type=float, help="vae: free bits, nats per code dimension (default 0.2).")
+@click.option("--kl-anneal", type=int, help="vae: steps over which the KL weight rises to its value (default 0).")
 @click.option("--description", help="One line stored in the checkpoint.")
 def train(config_file, resume, options, **flags) -> None:
     """Train a model from scratch on a corpus.
@@ -249,6 +258,7 @@ def train(config_file, resume, options, **flags) -> None:
     composer train --encoder polyphony --corpus music21:bach -o runs/bach
     composer train --config checkpoints/bach.toml
     composer train --config checkpoints/bach.toml --resume
+    composer train --encoder strokes --corpus cat.npz --family vae --latent-size 64 -o runs/cat
     """
     from composer.session import train as train_model
 
@@ -296,7 +306,12 @@ def finetune(parent, name, config_file, resume, options, save_to, force, **flags
               help="Length in the model's own unit (`composer encoders` gives each encoder's).")
 @click.option("--primer", type=click.Path(exists=True, dir_okay=False),
               help="Continue this file (any file the model's corpus readers take).")
-def sample(style, checkpoint, device, length, primer, **opts) -> None:
+@click.option("--label", help="The class to generate, for a class-conditional model (default: one per piece).")
+@click.option("--like", type=click.Path(exists=True, dir_okay=False),
+              help="Autoencoders: draw variations of this file (e.g. a drawing's .svg).")
+@click.option("--interpolate", type=(click.Path(exists=True, dir_okay=False), click.Path(exists=True, dir_okay=False)),
+              metavar="A B", help="Autoencoders: morph from file A to file B in -n steps.")
+def sample(style, checkpoint, device, length, primer, label, like, interpolate, **opts) -> None:
     """Generate new pieces from a style or a checkpoint.
 
     \b
@@ -304,9 +319,13 @@ def sample(style, checkpoint, device, length, primer, **opts) -> None:
     composer sample --style bach -n 8 --seed 1 --format mid,musicxml -o out/
     composer sample --style bach --sampler beam -S beam_size 8
     composer sample --checkpoint runs/mine/model.safetensors --temperature 0.9
+    composer sample --style hershey --label g -n 16
+    composer sample --checkpoint runs/cat/model.safetensors --like my-cat.svg -n 8
     """
     session = open_session(style, checkpoint, device)
-    generate_and_write(session, length=length, primer=Path(primer) if primer else None, **opts)
+    generate_and_write(session, length=length, primer=Path(primer) if primer else None, label=label,
+                       like=Path(like) if like else None,
+                       interpolate=tuple(Path(p) for p in interpolate) if interpolate else None, **opts)
 
 
 @cli.command()
@@ -319,8 +338,11 @@ def sample(style, checkpoint, device, length, primer, **opts) -> None:
               help="Seed for the generated pieces.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--workers", type=int, help="Corpus-reading processes.")
+@click.option("--rank", "rank_source", type=click.Path(exists=True),
+              help="Instead: rank the items of this file or folder by how unlikely the model finds them.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="With --rank: how many to list.")
 @option_device
-def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, device) -> None:
+def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, rank_source, top, device) -> None:
     """Score a model on held-out data and compare generated pieces with the corpus.
 
     \b
@@ -329,11 +351,21 @@ def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, device)
 
     \b
     composer evaluate --style bach --corpus music21:bach
+    composer evaluate --checkpoint runs/cat/model.safetensors --rank my-drawings/
     """
     from composer.session import evaluate as evaluate_model
 
     if bool(style) == bool(checkpoint):
         raise ComposerError("give either --style NAME or --checkpoint FILE")
+    if rank_source:
+        ranked = open_session(style, checkpoint, device).rank(rank_source, workers)
+        if as_json:
+            click.echo(json.dumps([{"item": name, "nll_per_step": score} for name, score in ranked], indent=2))
+            return
+        click.echo(f"{len(ranked)} item(s), most unlikely first (NLL per step, nats):")
+        for name, score in ranked[:top]:
+            click.echo(f"  {score:9.4f}  {name}")
+        return
     results = evaluate_model(style or Path(checkpoint), corpus=corpus, samples=samples, seed=seed, workers=workers,
                              device=device)
     if as_json:
@@ -343,7 +375,14 @@ def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, device)
                f"{results['steps']:,} steps")
     click.echo(f"NLL per token  {results['nll_per_token']:.4f} nats ({results['bits_per_token']:.4f} bits)")
     click.echo(f"NLL per step   {results['nll_per_step']:.4f} nats (steps as the encoder counts them)")
-    click.echo(f"token accuracy {results['token_accuracy']:.4f}")
+    if results["token_accuracy"] == results["token_accuracy"]:  # not nan: the model predicts tokens
+        click.echo(f"token accuracy {results['token_accuracy']:.4f}")
+    sketch = results.get("sketch_rnn")
+    if sketch:
+        kl = f"{sketch['L_KL']:.4f}" if sketch["L_KL"] is not None else "- (no latent code)"
+        click.echo(f"L_R            {sketch['L_R']:.4f} (L_s {sketch['L_s']:.4f} + L_p {sketch['L_p']:.4f}; "
+                   f"Sketch-RNN's reconstruction loss over N_max = {sketch['N_max']} positions)")
+        click.echo(f"L_KL           {kl}")
     stats = results.get("statistics")
     if stats and (stats["corpus"] or stats["generated"]):
         names = list(dict.fromkeys([*stats["corpus"], *stats["generated"]]))

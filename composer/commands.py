@@ -68,9 +68,11 @@ def generate_and_write(session: Session, *, n: int, seed: int | None, sampler: s
                        sampler_options: tuple = (), temperature: float | None = None, top_k: int | None = None,
                        top_p: float | None = None, output_dir: str, formats: str | None, force: bool,
                        requests: tuple | dict = (), length: float | None = None, primer: Any = None,
-                       stem: str | None = None) -> None:
+                       stem: str | None = None, label: str | None = None, like: Any = None,
+                       interpolate: tuple | None = None) -> None:
     """Generate ``n`` pieces in one batch, write them (never over an existing file without ``force``), list
-    them and summarise."""
+    them and summarise. ``label``: a class-conditional model's class; ``like``: a file to draw variations of;
+    ``interpolate``: two files to morph between (autoencoders)."""
     start = time.time()
     options = keyed(sampler_options)
     options.update({k: v for k, v in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p))
@@ -79,8 +81,15 @@ def generate_and_write(session: Session, *, n: int, seed: int | None, sampler: s
     writers, _ = session.writers(formats)
     name = session.stem(seed, stem)
     session.check_free(session.targets(n, output_dir, writers, name), force)  # before the work, not after
-    pieces = session.generate(n, seed=seed, length=length, sampler=sampler, primer=primer,
-                              requests=requests if isinstance(requests, dict) else keyed(requests), **options)
+    requests = requests if isinstance(requests, dict) else keyed(requests)
+    if interpolate:
+        if like is not None:
+            raise ComposerError("give --like or --interpolate, not both")
+        pieces = session.interpolate(*interpolate, n=n, seed=seed, length=length, sampler=sampler, primer=primer,
+                                     requests=requests, label=label, **options)
+    else:
+        pieces = session.generate(n, seed=seed, length=length, sampler=sampler, primer=primer, requests=requests,
+                                  label=label, like=like, **options)
     written = session.write(pieces, output_dir, formats, stem=name, force=force)
     for warning in written.warnings:
         click.echo(f"warning: {warning}", err=True)

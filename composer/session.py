@@ -510,7 +510,8 @@ def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 16
 
 # ------------------------------------------------------------------------------ training settings
 
-MODEL_SETTINGS = ("layers", "hidden_size", "embedding_size", "dropout", "cell", "layer_norm", "residual", "attention")
+MODEL_SETTINGS = ("layers", "hidden_size", "embedding_size", "dropout", "cell", "layer_norm", "residual", "attention",
+                  "recurrent_dropout", "family", "latent_size", "encoder_size", "kl_weight", "kl_tolerance", "kl_anneal")
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -164,8 +164,13 @@ def info(target: str, as_json: bool) -> None:
     lines = [
         f"checkpoint   {path} ({path.stat().st_size / 1e6:.1f} MB, format {meta['format_version']})",
         f"encoder      {meta['encoder']['name']} ({meta['encoder'].get('modality', '?')})",
-        f"model        {m['layers']}x{m['hidden_size']} {m['cell']}, {params:,} parameters",
+        f"model        {m['layers']}x{m['hidden_size']} {m['cell']}, {params:,} parameters" + (
+            f"; vae with a {m.get('latent_size')}-dim code (bidirectional {m.get('encoder_size')}-unit encoder)"
+            if m.get("family") == "vae" else f"; family {m['family']}" if m.get("family", "rnn") != "rnn" else ""),
     ]
+    if meta.get("labels"):
+        shown = " ".join(meta["labels"][:40]) + (" ..." if len(meta["labels"]) > 40 else "")
+        lines.append(f"labels       {len(meta['labels'])}: {shown}")
     if meta.get("description"):
         lines.append(f"description  {meta['description']}")
     if prov:

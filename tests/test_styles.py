@@ -59,3 +59,19 @@ def test_bach_and_base_share_one_vocabulary_so_either_fine_tunes_from_the_other(
     bach = checkpoint.read_meta(SHIPPED / "bach.safetensors")
     assert base["encoder"] == bach["encoder"]
     assert base["model"]["vocab_size"] == bach["model"]["vocab_size"]
+
+
+@pytest.mark.parametrize("name", ["bach", "base", "irish"])
+def test_a_shipped_token_style_samples_the_tokens_it_always_has(name):
+    """Same seed, same output, across changes of the core: tokens recorded before sequences became arrays."""
+    import json
+
+    import composer
+
+    recorded = json.loads((Path(__file__).parent / "data" / "shipped_tokens.json").read_text())
+    session = composer.load(name, device="cpu")
+    for sampler, options in [(None, {}), ("beam", {"beam_size": 3}), ("top-p", {})]:
+        pieces = session.generate(2, seed=1, sampler=sampler, length=4 if name != "irish" else None, **options)
+        *tokens, likelihoods = recorded[f"{name}/{sampler}/1"]
+        assert [list(map(int, g.tokens)) for g in pieces.sequences] == tokens
+        assert [g.log_likelihood for g in pieces.sequences] == pytest.approx(likelihoods, abs=1e-4)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from composer.api import hookimpl
+from composer.cells import DropoutLSTM
 from composer.heads import CategoricalHead, Head, HeadFactory, MixtureDensityHead, last_step, map_output
 
 __all__ = ["CategoricalHead", "Head", "HeadFactory", "MixtureDensityHead", "ModelConfig", "ModelOutput",
@@ -183,10 +184,15 @@ class PeepholeLSTM(nn.Module):
 class RecurrentLayer(nn.Module):
     """One layer of the stack: a recurrent module, then the optional residual sum and layer norm."""
 
-    def __init__(self, cell: str, input_size: int, hidden_size: int, layer_norm: bool, residual: bool):
+    def __init__(self, cell: str, input_size: int, hidden_size: int, layer_norm: bool, residual: bool,
+                 recurrent_dropout: float = 0.0):
         super().__init__()
         if cell == "peephole":
             self.rnn: nn.Module = PeepholeLSTM(input_size, hidden_size)
+        elif cell == "lstm" and recurrent_dropout > 0:
+            # nn.LSTM's weight names, so checkpoints move between the two; ``layer_norm`` keeps its meaning
+            # (on the layer's output, below), the cell's own layer norm stays off
+            self.rnn = DropoutLSTM(input_size, hidden_size, recurrent_dropout, layer_norm=False)
         else:
             self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(input_size, hidden_size, batch_first=True)
         self.norm = nn.LayerNorm(hidden_size) if layer_norm else nn.Identity()
@@ -282,7 +288,7 @@ class SequenceModel(nn.Module):
         )
         self.layers = nn.ModuleList(
             RecurrentLayer(config.cell, config.hidden_size if i else config.embedding_size + config.cond_size,
-                           config.hidden_size, config.layer_norm, config.residual and i > 0)
+                           config.hidden_size, config.layer_norm, config.residual and i > 0, config.recurrent_dropout)
             for i in range(config.layers)
         )
         self.attention = WindowAttention(config.hidden_size, config.attention) if config.attention else None

@@ -266,7 +266,8 @@ class Session:
             for batch in padded_batches(Sequences.from_arrays(sequences), 64):
                 x = batch.inputs.to(self.device)
                 x = x if x.is_floating_point() else x.long()
-                mu, logvar = self.model.encode(x[:, 1:], batch.mask[:, 1:].sum(-1).clamp(min=1).to(self.device))
+                targets, mask = x[:, 1:], batch.mask[:, 1:].to(self.device)
+                mu, logvar = self.model.encode(targets, self.model.sequence_lengths(targets, mask))
                 for row, index in enumerate(batch.index.tolist()):
                     mus[index], logvars[index] = mu[row].cpu(), logvar[row].cpu()
         return torch.stack(mus), torch.stack(logvars)

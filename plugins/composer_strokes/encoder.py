@@ -163,11 +163,12 @@ class StrokeEncoder(Encoder):
         return self.body(rows)
 
     def summarize(self, item: Drawing) -> str:
-        text = f"{item.num_strokes} strokes, {item.num_points} points"
+        strokes, points = item.num_strokes, item.num_points
+        text = f"{strokes} stroke{'s' * (strokes != 1)}, {points} point{'s' * (points != 1)}"
         return f"{text}, label {item.label!r}" if item.label is not None else text
 
     def statistics(self, items: list[Any], reference: list[Any] | None = None) -> dict[str, float]:
-        """Mean strokes, points and bounding-box aspect (width / height) of the drawings; with ``reference``
+        """Mean strokes and points and the typical bounding-box aspect of the drawings; with ``reference``
         also how far each mean lies from the reference's (generated minus reference)."""
         stats = describe(items)
         if reference is not None:
@@ -192,8 +193,9 @@ class StrokeEncoder(Encoder):
 
 
 def describe(items: list[Any]) -> dict[str, float]:
-    """Count and mean strokes, points and aspect (width / height of the bounding box, the smaller side
-    taken as at least 1% of the larger) of the drawings that have any points."""
+    """The number of drawings that have points, their mean strokes and points, and their aspect: the
+    geometric mean of width / height of the bounding boxes (1 for squares; the smaller side is taken as
+    at least 1% of the larger, so that a line does not count as infinitely wide)."""
     drawings = [d for d in items if isinstance(d, Drawing) and d.num_points]
     if not drawings:
         return {"drawings": 0}
@@ -203,12 +205,12 @@ def describe(items: list[Any]) -> dict[str, float]:
         width, height = xmax - xmin, ymax - ymin
         floor = 0.01 * max(width, height)
         if floor > 0:
-            aspects.append(max(width, floor) / max(height, floor))
+            aspects.append(math.log(max(width, floor) / max(height, floor)))
     stats = {
         "drawings": float(len(drawings)),
         "strokes": float(np.mean([d.num_strokes for d in drawings])),
         "points": float(np.mean([d.num_points for d in drawings])),
     }
     if aspects:
-        stats["aspect"] = float(np.mean(aspects))
+        stats["aspect"] = float(math.exp(np.mean(aspects)))
     return stats

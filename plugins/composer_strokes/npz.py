@@ -33,6 +33,10 @@ ALLOWED_GLOBALS = {
 }
 
 
+class Refused(pickle.UnpicklingError):
+    """A pickle names something other than a numpy array or dtype."""
+
+
 class SafeUnpickler(pickle.Unpickler):
     """Unpickles numpy object arrays of numeric arrays and nothing else: any other global (a function
     such as ``os.system``, any class) is refused before it is looked up."""
@@ -40,10 +44,10 @@ class SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in ALLOWED_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused to load '{module}.{name}': only numpy arrays may be stored")
+        raise Refused(f"refused to load '{module}.{name}': only numpy arrays may be stored")
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("refused a persistent reference: only numpy arrays may be stored")
+        raise Refused("refused a persistent reference: only numpy arrays may be stored")
 
 
 @dataclass
@@ -108,10 +112,10 @@ def read_npy(stream: io.BytesIO) -> np.ndarray:
         return npy.read_array(stream, allow_pickle=False)
     try:
         array = SafeUnpickler(stream, encoding="latin1").load()  # latin1: files pickled by Python 2
-    except pickle.UnpicklingError as exc:
-        raise ComposerError(_first_line(exc)) from None
+    except Refused as exc:
+        raise ComposerError(str(exc)) from None
     except Exception as exc:  # a malformed pickle fails in many ways; none of them runs code
-        raise ComposerError(f"its object array cannot be read ({type(exc).__name__})") from None
+        raise ComposerError(f"its object array cannot be read ({_first_line(exc)[:80]})") from None
     if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
         raise ComposerError(f"its pickle does not hold the declared array of shape {list(shape)}")
     return array

@@ -3,10 +3,14 @@
 
 Curves (cubic and quadratic Béziers, smooth ones included) are flattened to a few points each; an arc
 (``A``/``a``) is drawn as a straight line to its end point. ``transform`` attributes (``matrix``,
-``translate``, ``scale``, ``rotate``, ``skewX``, ``skewY``) are applied; styles, ``<use>`` references and
-what sits in ``<defs>``, ``<clipPath>``, ``<mask>``, ``<symbol>``, ``<marker>`` and ``<pattern>`` are not
-drawn. A file declaring a DOCTYPE or an ENTITY is refused unread: the XML parser would otherwise expand
-entities (the "billion laughs") that a drawing never needs.
+``translate``, ``scale``, ``rotate``, ``skewX``, ``skewY``) are applied. A point repeating the one before it
+is left out, so a zero-length polyline is a dot. Not drawn: a ``<rect>`` sized in percent (a background, as
+the svg writer puts one), ``<use>`` references, styles, and what sits in ``<defs>``, ``<clipPath>``,
+``<mask>``, ``<symbol>``, ``<marker>`` and ``<pattern>``.
+
+A file declaring a DOCTYPE or an ENTITY is refused unread: the XML parser would otherwise expand entities
+(the "billion laughs") that a drawing never needs. So is one in an encoding other than UTF-8, ASCII or
+Latin-1, in which that check could not see the declaration.
 """
 
 from __future__ import annotations
@@ -62,11 +66,18 @@ def read_svg(path: str | Path) -> tuple[list[np.ndarray], str | None]:
         lines = [line for line in _walk(root, np.eye(3)) if len(line)]
     except ValueError as exc:
         raise ComposerError(f"{path.name}: {exc}") from None
-    lines = [line for line in lines if np.isfinite(line).all()]
+    lines = [_without_repeats(line) for line in lines if np.isfinite(line).all()]
     if not lines:
         raise ComposerError(f"{path.name}: nothing drawable in it (no path, polyline, polygon or line)")
     title = next((el.text.strip() for el in root if _tag(el) == "title" and el.text and el.text.strip()), None)
     return lines, title
+
+
+def _without_repeats(line: np.ndarray) -> np.ndarray:
+    """The polyline without points that repeat the one before (a zero-length polyline is a dot)."""
+    moved = np.ones(len(line), dtype=bool)
+    moved[1:] = (np.diff(line, axis=0) != 0).any(axis=1)
+    return line[moved]
 
 
 def _tag(element: ET.Element) -> str:
@@ -104,6 +115,8 @@ def _shape(tag: str, el: ET.Element) -> list[np.ndarray]:
     if tag == "line":
         return [np.array([[attr("x1"), attr("y1")], [attr("x2"), attr("y2")]])]
     if tag == "rect":
+        if "%" in el.get("width", "") + el.get("height", ""):
+            return []  # a background filling the viewport, as the svg writer draws one
         x, y, w, h = attr("x"), attr("y"), attr("width"), attr("height")
         return [np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]])] if w > 0 and h > 0 else []
     if tag in ("circle", "ellipse"):

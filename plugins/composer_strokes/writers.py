@@ -38,16 +38,13 @@ def _box(drawing: Drawing) -> tuple[float, float, float]:
     return (xmin + xmax - side) / 2, (ymin + ymax - side) / 2, side
 
 
-def _svg_strokes(lines: list[np.ndarray], width: float) -> list[str]:
-    """SVG elements of absolute polylines: a polyline per stroke, a dot for a one-point stroke."""
+def _svg_strokes(lines: list[np.ndarray]) -> list[str]:
+    """A polyline per stroke; a one-point stroke is a polyline of no length, which round caps draw as a dot
+    (and which the SVG reader reads back as one point)."""
     out = []
     for line in lines:
-        if len(line) == 1:
-            x, y = line[0]
-            out.append(f'<circle cx="{_number(x)}" cy="{_number(y)}" r="{_number(width / 2)}" fill="black"/>')
-        else:
-            points = " ".join(f"{_number(x)},{_number(y)}" for x, y in line)
-            out.append(f'<polyline points="{points}"/>')
+        points = line if len(line) > 1 else np.vstack([line, line])
+        out.append(f'<polyline points="{" ".join(f"{_number(x)},{_number(y)}" for x, y in points)}"/>')
     return out
 
 
@@ -74,7 +71,7 @@ def write_svg(item: Drawing, path: Path) -> None:
     x, y, side = _box(item)
     width = side * LINE / SIZE
     view_box = " ".join(_number(v) for v in (x, y, side, side))
-    document = _svg_document(SIZE, SIZE, view_box, _svg_strokes(st.to_polylines(item.strokes), width), width,
+    document = _svg_document(SIZE, SIZE, view_box, _svg_strokes(st.to_polylines(item.strokes)), width,
                              title=item.label)
     Path(path).write_text(document, encoding="utf-8")
 
@@ -101,7 +98,7 @@ def write_svg_grid(items: list[Drawing], path: Path) -> None:
     body = []
     for k, item in enumerate(items):
         left, top = (k % columns) * CELL, (k // columns) * cell_height
-        body += _svg_strokes(_fitted(item, left, top, CELL), LINE)
+        body += _svg_strokes(_fitted(item, left, top, CELL))
         if item.label is not None:
             body.append(f'<text x="{_number(left + CELL / 2)}" y="{_number(top + CELL + LABEL_HEIGHT - 5)}" '
                         f'font-family="sans-serif" font-size="12" text-anchor="middle" fill="black" '

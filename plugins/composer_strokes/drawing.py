@@ -42,7 +42,12 @@ class Drawing:
         lifts = int(np.count_nonzero(self.strokes[:, 2] >= 0.5))
         return lifts + int(self.strokes[-1, 2] < 0.5)
 
+    def size(self) -> str:
+        """``"5 strokes, 83 points"``."""
+        strokes, points = self.num_strokes, self.num_points
+        return f"{strokes} stroke{'s' * (strokes != 1)}, {points} point{'s' * (points != 1)}"
+
     def __repr__(self) -> str:
         label = f", label={self.label!r}" if self.label is not None else ""
         split = f", split={self.split!r}" if self.split is not None else ""
-        return f"Drawing({self.num_strokes} strokes, {self.num_points} points{label}{split})"
+        return f"Drawing({self.size()}{label}{split})"

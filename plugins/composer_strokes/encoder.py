@@ -24,7 +24,7 @@ def example_drawings() -> list[Drawing]:
     square = st.from_polylines([[(2, 2), (12, 2), (12, 12), (2, 12), (2, 2)]])
     cross = st.from_polylines([[(0, 0), (10, 10)], [(10, 0), (0, 10)]])
     house = st.from_polylines([[(0, 10), (0, 20), (16, 20), (16, 10), (8, 2), (0, 10), (16, 10)],
-                               [(6, 20), (6, 14), (10, 14), (10, 20)], [(12, 6)]])
+                               [(6, 20), (6, 14), (10, 14), (10, 20)], [(8, 8)]])
     zigzag = st.from_polylines([[(0, 5), (4, 0), (8, 5), (12, 0), (16, 5), (20, 0)]])
     return [Drawing(square, "square"), Drawing(cross, "cross"), Drawing(house, "house"), Drawing(zigzag)]
 
@@ -163,9 +163,7 @@ class StrokeEncoder(Encoder):
         return self.body(rows)
 
     def summarize(self, item: Drawing) -> str:
-        strokes, points = item.num_strokes, item.num_points
-        text = f"{strokes} stroke{'s' * (strokes != 1)}, {points} point{'s' * (points != 1)}"
-        return f"{text}, label {item.label!r}" if item.label is not None else text
+        return f"{item.size()}, label {item.label!r}" if item.label is not None else item.size()
 
     def statistics(self, items: list[Any], reference: list[Any] | None = None) -> dict[str, float]:
         """Mean strokes and points and the typical bounding-box aspect of the drawings; with ``reference``

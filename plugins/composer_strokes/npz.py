@@ -42,12 +42,20 @@ class SafeUnpickler(pickle.Unpickler):
     such as ``os.system``, any class) is refused before it is looked up."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes  # how Python 3 writes bytes in protocol 2 pickles
         if (module, name) in ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise Refused(f"refused to load '{module}.{name}': only numpy arrays may be stored")
 
     def persistent_load(self, pid: Any) -> Any:
         raise Refused("refused a persistent reference: only numpy arrays may be stored")
+
+
+def _latin1_bytes(text: str, encoding: str = "utf-8") -> bytes:
+    if not isinstance(text, str) or encoding != "latin1":
+        raise Refused("refused bytes that are not latin-1 text: only numpy arrays may be stored")
+    return text.encode("latin1")
 
 
 @dataclass

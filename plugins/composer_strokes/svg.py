@@ -63,7 +63,8 @@ def read_svg(path: str | Path) -> tuple[list[np.ndarray], str | None]:
     if _tag(root) != "svg":
         raise ComposerError(f"{path.name}: not an SVG document (its root is <{_tag(root)}>)")
     try:
-        lines = [line for line in _walk(root, np.eye(3)) if len(line)]
+        with np.errstate(all="ignore"):  # huge numbers overflow to inf; such strokes are left out below
+            lines = [line for line in _walk(root, np.eye(3)) if len(line)]
     except ValueError as exc:
         raise ComposerError(f"{path.name}: {exc}") from None
     lines = [_without_repeats(line) for line in lines if np.isfinite(line).all()]

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from composer_strokes import Drawing, corpora
 from composer_strokes import strokes as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 
 from composer import ComposerError, plugins
 from composer.data import resolve
@@ -256,3 +258,50 @@ def test_a_utf16_svg_is_refused(tmp_path):
     path.write_bytes(svg('<path d="M0 0 L1 1"/>').encode("utf-16"))
     with pytest.raises(ComposerError, match="only UTF-8"):
         corpora.load_svg(str(path))
+
+
+# -------------------------------------------------------------------------------- any input at all
+
+path_text = hs.text(alphabet="MmLlHhVvZzCcSsQqTtAaXe0123456789.-+, ", max_size=60)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(d=path_text)
+def test_any_path_data_reads_or_is_refused_in_one_line(tmp_path, d):
+    try:
+        drawing = load(tmp_path, svg(f'<path d="{d}"/>'))
+    except ComposerError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert drawing.num_points and np.isfinite(drawing.strokes).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(line=hs.text(max_size=80) | hs.builds(json.dumps, hs.recursive(
+    hs.none() | hs.booleans() | hs.floats() | hs.integers() | hs.text(max_size=5),
+    lambda inner: hs.lists(inner, max_size=4) | hs.dictionaries(hs.sampled_from(["word", "drawing"]), inner),
+    max_leaves=12)))
+def test_any_ndjson_line_parses_or_is_counted(line):
+    drawing, reason = corpora.parse_quickdraw(line)
+    assert (drawing is None) == bool(reason)
+    if drawing is not None:
+        assert np.isfinite(drawing.strokes).all()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4])
+def test_npz_pickled_with_older_protocols_reads(tmp_path, protocol):
+    """Files written by older numpy and Python (QuickDraw's date from 2017) use pickle protocol 2 or 3."""
+    import pickle
+
+    from numpy.lib import format as npy
+
+    array = drawing_array(GOOD, GOOD * 2)
+    buffer = io.BytesIO()
+    npy.write_array_header_1_0(buffer, npy.header_data_from_array_1_0(array))
+    pickle.dump(array, buffer, protocol=protocol)
+    path = tmp_path / "old.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("valid.npy", buffer.getvalue())
+    drawings = corpora.load_npz(str(path))
+    assert [d.split for d in drawings] == ["valid", "valid"]
+    np.testing.assert_array_equal(drawings[1].strokes, GOOD * 2)

@@ -82,11 +82,11 @@ def test_encoder_trains_and_samples(registry, name):
     model = SequenceModel(ModelConfig.from_dict({"layers": 1, "hidden_size": 24, "embedding_size": 8,
                                                  **_head_fields(encoder)}))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    windows, _ = piece_batches(seqs, encoder, batch_size=2, seq_len=16, rng=random.Random(0), augment=True)
+    batches = piece_batches(seqs, encoder, batch_size=2, seq_len=16, rng=random.Random(0), augment=True)
     losses = []
     for _ in range(3):
-        for batch in windows:
-            out = model(batch[:, :-1].clamp(min=0), targets=batch[:, 1:])
+        for batch, mask in zip(batches.inputs.long(), batches.mask):
+            out = model(batch[:, :-1], targets=batch[:, 1:], mask=mask[:, 1:])
             opt.zero_grad()
             out.loss.backward()
             opt.step()

@@ -90,6 +90,9 @@ class Sequences:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Sequences are immutable")
 
+    def __reduce__(self) -> tuple:
+        return Sequences, (np.asarray(self.flat), self.starts, self.ends)
+
     @classmethod
     def from_arrays(cls, arrays: Iterable[Any]) -> Sequences:
         """Sequences from lists or arrays, copied into one store: integers as int16 where every value fits
@@ -889,7 +892,10 @@ def piece_batches(
     window_labels = None
     if labels is not None:
         ids = np.asarray(labels, dtype=np.int64)
-        window_labels = torch.from_numpy(np.where(piece >= 0, ids[np.maximum(piece, 0)], 0))
+        if ids.shape != (len(sequences),):
+            raise ValueError(f"labels holds {ids.size} class ids for {len(sequences)} sequences")
+        picked = ids[np.maximum(piece, 0)] if len(ids) else np.zeros_like(piece)
+        window_labels = torch.from_numpy(np.where(piece >= 0, picked, 0))
     return Batches(torch.from_numpy(values.reshape(shape + values.shape[2:])), torch.from_numpy(mask.reshape(shape)),
                    torch.from_numpy(restart), window_labels)
 

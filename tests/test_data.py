@@ -1,4 +1,5 @@
 import os
+import pickle
 import random
 
 import numpy as np
@@ -148,6 +149,7 @@ def test_sequences_pick_the_smallest_integer_dtype_and_index_as_views():
         assert isinstance(part, Sequences) and part.flat is small.flat  # the same store, nothing copied
     assert small[[3, 0]].tolist() == [[32767, -32768], [1, 2, 3]] and small[1:3].tolist() == [[4, 5], []]
     assert len(small[[]]) == 0
+    assert pickle.loads(pickle.dumps(small[[3, 0]])).tolist() == small[[3, 0]].tolist()
     with pytest.raises(IndexError):
         small[4]
     with pytest.raises(AttributeError):

@@ -136,8 +136,9 @@ class Encoder:
     def decode(self, seq: Sequence[int]) -> Any:
         raise NotImplementedError
 
-    def augment(self, seq: list[int], rng: random.Random) -> list[int]:
-        """Return a randomly varied copy for training (e.g. a transposition); default: unchanged."""
+    def augment(self, seq: Sequence[int], rng: random.Random) -> Sequence[int]:
+        """Return a randomly varied copy for training (e.g. a transposition) as a list or an array; default:
+        unchanged. ``seq`` is a read-only numpy view of the corpus: never change it in place."""
         return seq
 
     def steps(self, seq: Sequence[int]) -> int:

@@ -134,16 +134,19 @@ def fit_range(notes: Sequence[Note], low: int, high: int) -> tuple[list[Note], E
     return kept, EncodeReport(dropped=len(notes) - len(kept))
 
 
-def transpose_tokens(seq: list[int], rng: random.Random, most: int, notes: range, pitches: int) -> list[int]:
+def transpose_tokens(seq: Sequence[int], rng: random.Random, most: int, notes: range, pitches: int) -> Sequence[int]:
     """The encoders' training augmentation: ``seq`` with its note tokens (those in ``notes``, each standing
     for the pitch ``(token - notes.start) % pitches`` of a range of ``pitches``) moved by one random shift in
     -most..+most semitones, drawn among the shifts that keep every note in the range. ``seq`` itself, and
-    nothing drawn, when it has no note."""
-    indices = [(t - notes.start) % pitches for t in seq if t in notes]
-    if not indices:
+    nothing drawn, when it has no note. A list gives a list; an array (maybe a read-only view) a new array."""
+    tokens = np.asarray(seq)
+    is_note = (tokens >= notes.start) & (tokens < notes.stop)
+    if not is_note.any():
         return seq
-    shift = rng.randint(-min(most, min(indices)), min(most, pitches - 1 - max(indices)))
-    return [t + shift if t in notes else t for t in seq]
+    indices = (tokens[is_note].astype(np.int64) - notes.start) % pitches
+    shift = rng.randint(-min(most, int(indices.min())), min(most, pitches - 1 - int(indices.max())))
+    out = np.where(is_note, tokens + np.asarray(shift, dtype=tokens.dtype), tokens)  # a new array: seq is untouched
+    return out.tolist() if isinstance(seq, list) else out
 
 
 def to_seconds(notes: Iterable[Note], seconds_per_step: float, program: int, name: str) -> pretty_midi.Instrument:

@@ -255,3 +255,17 @@ def test_augment_draws_the_recorded_shifts_from_a_seed(encoder: Encoder, shifts:
 
 def test_summaries_name_parts_bars_and_key(chorale: pretty_midi.PrettyMIDI) -> None:
     assert PolyphonyEncoder().summarize(chorale) == "4 parts, 22 bars, G minor"
+
+
+@pytest.mark.parametrize("encoder", [MelodyEncoder(), PolyphonyEncoder(), PerformanceEncoder()], ids=lambda e: e.name)
+def test_augment_takes_a_read_only_array_and_draws_as_from_a_list(encoder: Encoder) -> None:
+    """Training hands augment a read-only int16 view of the corpus's store: it is left alone, and the same
+    generator gives the same tokens as from a list."""
+    import numpy as np
+
+    for k, seq in enumerate(encoder.encode(item) for item in example_pieces()):
+        view = np.asarray(seq, dtype=np.int16)
+        view.flags.writeable = False
+        from_array = encoder.augment(view, random.Random(k))
+        assert list(np.asarray(from_array)) == encoder.augment(list(seq), random.Random(k))
+        assert view.tolist() == list(seq)

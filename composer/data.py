@@ -910,16 +910,17 @@ class Padded(NamedTuple):
 
 
 def padded_batches(sequences: Sequences, batch_size: int, pad_value: Any = None,
-                   labels: np.ndarray | None = None) -> Iterator[Padded]:
+                   labels: np.ndarray | None = None, pad_to: int = 0) -> Iterator[Padded]:
     """Yield :class:`Padded` batches of whole pieces, similar lengths together (sorted by length). Shorter
-    pieces are padded with 0, masked out, or with ``pad_value`` (a row or token), counted in the mask."""
+    pieces are padded with 0, masked out, or with ``pad_value`` (a row or token), counted in the mask, to the
+    batch's longest piece or ``pad_to`` positions, whichever is longer (Sketch-RNN's N_max)."""
     sequences = as_sequences(sequences)
     lengths = sequences.lengths
     order = np.argsort(lengths, kind="stable")
     ids = None if labels is None else np.asarray(labels, dtype=np.int64)
     for a in range(0, len(order), batch_size):
         index = order[a: a + batch_size]
-        longest = int(lengths[index].max())
+        longest = max(int(lengths[index].max()), pad_to)
         values, mask = _gather(sequences, index, np.zeros(len(index), np.int64), longest, pad_value)
         yield Padded(torch.from_numpy(values), torch.from_numpy(mask), torch.from_numpy(index.astype(np.int64)),
                      None if ids is None else torch.from_numpy(ids[index]))

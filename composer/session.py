@@ -407,7 +407,8 @@ class Session:
         result = evaluate_sequences(self.model, sequences, self.device, "fp32", batch_size=batch_size,
                                     pad_value=self.encoder.pad_value, pad_to=pad_to,
                                     labels=None if labels is None else np.asarray(labels, dtype=np.int64))
-        steps = sum(self.encoder.steps(seq) for seq in sequences)
+        # token views are int16 in the store: python ints, so that an encoder's arithmetic cannot overflow
+        steps = sum(self.encoder.steps(seq.tolist() if sequences.is_tokens else seq) for seq in sequences)
         per_token = result.loss
         accuracy = result.metric("accuracy")
         return Scores(len(sequences), result.count, steps, per_token, result.loss_sum / max(1, steps),
@@ -503,7 +504,8 @@ def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 16
     if samples > 0:
         encoder = session.encoder
         pieces = session.generate(samples, seed=seed)
-        reference = [encoder.decode(seq) for seq in held.sequences]
+        reference = [encoder.decode(seq.tolist() if held.sequences.is_tokens else np.array(seq))
+                     for seq in held.sequences]
         results["statistics"] = {"corpus": encoder.statistics(reference),
                                  "generated": encoder.statistics(list(pieces), reference)}
     return results

@@ -22,7 +22,7 @@ import torch
 
 from composer import checkpoint
 from composer.api import ComposerError, Encoder
-from composer.data import Corpus, load_corpus, piece_batches, split
+from composer.data import Corpus, epoch_steps, load_corpus, piece_batches, split
 from composer.model import ModelConfig, SequenceModel, build_model, detach_state, reset_rows
 
 
@@ -309,8 +309,7 @@ class Trainer:
         whole = bool(getattr(model, "whole_pieces", False)) or encoder.pad_value is not None
         seq_len = max(int(train_seqs.lengths.max()), int(valid_seqs.lengths.max()) if len(valid_seqs) else 0) - 1 \
             if whole else cfg.seq_len
-        steps_per_epoch = piece_batches(train_seqs, encoder, cfg.batch_size, seq_len, random.Random(0), False,
-                                        self.rank, self.world, labels=train_labels).inputs.shape[0]
+        steps_per_epoch = epoch_steps(train_seqs, cfg.batch_size, seq_len, self.world)
         total_steps = cfg.epochs * steps_per_epoch
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
@@ -357,8 +356,9 @@ class Trainer:
         def validate(loss_sum: float, loss_n: int, tokens: int, seconds: float) -> tuple[float, bool]:
             """Validate, log a metrics line and keep the model if it is the best so far."""
             nonlocal best, epoch_improved
+            # padded data is scored as it trains: every piece padded to the training windows' length
             result = evaluate_sequences(model, valid_seqs, device, precision, pad_value=encoder.pad_value,
-                                        labels=valid_labels)
+                                        labels=valid_labels, pad_to=seq_len + 1 if whole else 0)
             found = result.metrics()
             valid_loss = result.loss + _penalty(model, found)
             improved = valid_loss < best - 1e-4

@@ -34,8 +34,8 @@ class Decoding:
                  inputs: dict[str, Tensor] | None = None) -> None:
         self.model, self.n, self.max_tokens = model, n, max_tokens
         self.eos, self.constraint, self.seed, self.device = eos, constraint, seed, device
-        self.head = model.head
-        self.categorical = bool(getattr(self.head, "categorical", False))
+        self.head = getattr(model, "head", None)  # a model without one gives logits (a categorical head)
+        self.categorical = self.head is None or bool(getattr(self.head, "categorical", False))
         self.prefix = list(prefix) if self.categorical else np.asarray(prefix, dtype=np.float32)
         self.history_from = history_from  # prefix[history_from:] is history a constraint tracks
         self.generator = torch.Generator(device="cpu").manual_seed(seed)

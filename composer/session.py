@@ -429,6 +429,9 @@ class Session:
         recorded = source == prov.get("corpus") and valid
         only = valid if recorded and not valid[0].startswith("@") else None
         data = load_corpus(source, self.encoder, self.registry.corpora, fitted=True, workers=workers, only=only)
+        if recorded and "valid" in data.splits:
+            # the held-out split was the dataset's own: it has a test split to report on, as its papers do
+            data, recorded = load_corpus(source, self.encoder, self.registry.corpora, fitted=True, workers=workers), []
         if recorded:
             _, sequences, names = split(data, 0.1, 0, valid_names=valid)
             chosen = set(names)

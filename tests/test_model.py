@@ -308,3 +308,34 @@ def test_reset_rows_zeroes_only_the_chosen_rows():
         for t, b in zip(layer, before):
             assert torch.equal(t[1], torch.zeros_like(t[1])) and torch.equal(t[0], b[0]) and torch.equal(t[2], b[2])
     assert not cleared.window_mask[1].any() and torch.equal(cleared.window_mask[0], state.window_mask[0])
+
+
+def test_mdn_temperature_narrows_the_draws_and_zero_takes_the_likeliest_mean():
+    torch.manual_seed(0)
+    head = MixtureDensityHead(6, components=3)
+    with torch.no_grad():
+        output = head(torch.randn(1, 6).expand(4000, 6))
+    spread = {}
+    for temperature in (1.0, 0.5, 0.1):
+        rows = head.sample(output, torch.Generator().manual_seed(0), temperature=temperature)
+        spread[temperature] = float(rows[:, :2].std(0).mean())
+        # a colder draw also concentrates the pen state on the likeliest one
+        top = output["pen"][0].argmax()
+        share = float((rows[:, 2:].argmax(-1) == top).float().mean())
+        spread[f"pen{temperature}"] = share
+    assert spread[1.0] > spread[0.5] > spread[0.1]
+    assert spread["pen1.0"] < spread["pen0.5"] <= spread["pen0.1"]
+    greedy = head.sample({k: v[:1] for k, v in output.items()}, temperature=0)
+    k = output["pi"][0].argmax()
+    torch.testing.assert_close(greedy[0, :2], output["mu"][0, k])
+    assert greedy[0, 2 + int(output["pen"][0].argmax())] == 1
+
+
+def test_mdn_log_prob_is_the_loss_of_one_step_negated():
+    torch.manual_seed(0)
+    head = MixtureDensityHead(6, components=3)
+    output = head(torch.randn(5, 6))
+    rows = head.sample(output, torch.Generator().manual_seed(1))
+    per_row = torch.stack([head.loss({k: v[i: i + 1] for k, v in output.items()}, rows[i: i + 1], None)[0]
+                           for i in range(5)])
+    torch.testing.assert_close(head.log_prob(output, rows), -per_row)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 import random
-
-import numpy as np
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 try:
     import tomllib
@@ -62,11 +62,14 @@ def load(target: str | Path, device: str = "auto") -> Session:
 
 class Pieces(list):
     """Decoded items from one :meth:`Session.generate` call (a list), with how they were made: ``seed``,
-    ``sampler`` and its ``options``, and the generated ``sequences`` with their log-likelihoods."""
+    ``sampler`` and its ``options``, the generated ``sequences`` with their log-likelihoods, and for a
+    class-conditional model each piece's ``labels``."""
 
-    def __init__(self, items: list, *, seed: int, sampler: str, options: dict, sequences: list[Generated]):
+    def __init__(self, items: list, *, seed: int, sampler: str, options: dict, sequences: list[Generated],
+                 labels: list[str] | None = None):
         super().__init__(items)
         self.seed, self.sampler, self.options, self.sequences = seed, sampler, options, sequences
+        self.labels = labels
 
 
 @dataclass
@@ -188,7 +191,15 @@ class Session:
                              primer=tokens if len(tokens) else plan.primer, constraint=plan.constraint, seed=seed,
                              device=self.device, options=opts, inputs=inputs)
         items = [self.encoder.decode(seq.tokens) for seq in sequences]
-        return Pieces(items, seed=seed, sampler=chosen.name, options=dict(opts.__dict__), sequences=sequences)
+        labels = None
+        if "cond" in inputs:
+            ids = inputs["cond"].expand(n).tolist()
+            labels = [self.labels[i] for i in ids]
+            for item, name in zip(items, labels):
+                if hasattr(item, "label"):  # a drawing knows what it is meant to be (grids show it)
+                    item.label = name
+        return Pieces(items, seed=seed, sampler=chosen.name, options=dict(opts.__dict__), sequences=sequences,
+                      labels=labels)
 
     def _inputs(self, n: int, seed: int, label: str | None, latent: Any, like: Any) -> dict[str, Any]:
         """The conditioning of ``n`` pieces: class ids and latent codes, drawn from ``seed`` where not given."""
@@ -385,9 +396,12 @@ class Session:
     def score(self, items: list, batch_size: int = 16) -> Scores:
         """NLL of the items under the model (nats per token and per time step). Pieces from :meth:`generate`
         are scored as the tokens generated; other items are encoded first (fitted into the vocabulary)."""
-        sequences = [g.tokens for g in items.sequences] if isinstance(items, Pieces) else \
-            [self.encoder.encode_checked(item)[0] for item in items]
-        return self.score_sequences(sequences, batch_size)
+        if isinstance(items, Pieces):
+            sequences, labels = [g.tokens for g in items.sequences], items.labels
+        else:
+            sequences = [self.encoder.encode_checked(item)[0] for item in items]
+            labels = [getattr(item, "label", None) for item in items]
+        return self.score_sequences(sequences, batch_size, labels=self.label_ids(labels) if self.labels else None)
 
     def score_sequences(self, sequences: Any, batch_size: int = 16, labels: Any = None,
                         pad_to: int = 0) -> Scores:
@@ -517,7 +531,8 @@ def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 16
 # ------------------------------------------------------------------------------ training settings
 
 MODEL_SETTINGS = ("layers", "hidden_size", "embedding_size", "dropout", "cell", "layer_norm", "residual", "attention",
-                  "recurrent_dropout", "family", "latent_size", "encoder_size", "kl_weight", "kl_tolerance", "kl_anneal")
+                  "recurrent_dropout", "family", "latent_size", "encoder_size", "kl_weight", "kl_tolerance",
+                  "kl_anneal")
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

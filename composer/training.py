@@ -495,6 +495,9 @@ class Trainer:
 
         def ids(c: Corpus, keep: list[int]) -> Any:
             unknown = sorted({c.labels[i] for i in keep if c.labels[i] not in index}, key=str)
+            if None in unknown:
+                raise ComposerError(f"this model is conditioned on labels, and {c.labels.count(None)} item(s) of "
+                                    f"corpus '{c.source}' carry none")
             if unknown:
                 raise ComposerError(f"label {unknown[0]!r} is not one the model knows ({len(names)} labels)")
             return np.asarray([index[c.labels[i]] for i in keep], dtype=np.int64)

@@ -7,10 +7,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from composer_strokes import Drawing
 from conftest import run_cli
 
 import composer
-from composer_strokes import Drawing
 
 SMALL = ["--epochs", "2", "--batch-size", "4", "--hidden-size", "24", "--embedding-size", "8", "--layers", "1",
          "--workers", "1", "--seed", "0"]

@@ -146,16 +146,7 @@ class Session:
         """Tokens to continue from: a file (a Path) read by the corpus readers of the model's modality, or an
         item (a PrettyMIDI for music, a str for text)."""
         if isinstance(primer, Path):
-            from composer.data import resolve
-
-            src, ref = resolve(str(primer), self.encoder.modality, self.registry.corpora)[0]
-            try:
-                items = src.load(ref)
-            except Exception as exc:
-                raise ComposerError(f"cannot read primer {primer}: {exc}") from None
-            if not items:
-                raise ComposerError(f"primer {primer} holds nothing usable")
-            primer = items[0]
+            primer = self._item(primer, "primer ")
         return self.encoder.primer(primer)
 
     def generate(self, n: int = 1, *, seed: int | None = None, length: float | None = None,
@@ -243,7 +234,7 @@ class Session:
             raise ComposerError(f"{self.name} has no latent code: encode, like and interpolate need an autoencoder "
                                 "(a model trained with family 'vae')")
 
-    def _item(self, item: Any) -> Any:
+    def _item(self, item: Any, what: str = "") -> Any:
         """An item, or the first item of a file read by the corpus readers of the model's modality."""
         if not isinstance(item, str | Path):
             return item
@@ -253,9 +244,9 @@ class Session:
         try:
             items = src.load(ref)
         except Exception as exc:
-            raise ComposerError(f"cannot read {item}: {exc}") from None
+            raise ComposerError(f"cannot read {what}{item}: {exc}") from None
         if not items:
-            raise ComposerError(f"{item} holds nothing usable")
+            raise ComposerError(f"{what}{item} holds nothing usable")
         return items[0]
 
     def _posterior(self, items: list) -> tuple[Any, Any]:

@@ -339,3 +339,26 @@ def test_mdn_log_prob_is_the_loss_of_one_step_negated():
     per_row = torch.stack([head.loss({k: v[i: i + 1] for k, v in output.items()}, rows[i: i + 1], None)[0]
                            for i in range(5)])
     torch.testing.assert_close(head.log_prob(output, rows), -per_row)
+
+
+def test_a_plugin_family_builds_the_model_a_checkpoint_names_and_an_unknown_one_is_one_line(tmp_path):
+    from composer import ComposerError, checkpoint, plugins
+    from composer.model import build_model
+
+    class Doubled(SequenceModel):
+        """A family a plugin might add: the stack, with a second head output scale."""
+
+    reg = plugins.get_registry()
+    assert {"rnn", "vae"} <= set(reg.families)
+    reg.families["doubled"] = lambda config, heads: Doubled(config, heads)
+    config = ModelConfig.from_dict({**tiny().to_dict(), "family": "doubled"})
+    model = build_model(config, reg)
+    assert type(model) is Doubled
+    path = tmp_path / "m.safetensors"
+    meta = {"model": config.to_dict(), "encoder": {"name": "char", "state": {"options": {}, "chars": ["a", "b"]}}}
+    checkpoint.save(path, model.state_dict(), meta)
+    loaded, _, _ = checkpoint.load_model(path, reg)
+    assert type(loaded) is Doubled
+    del reg.families["doubled"]
+    with pytest.raises(ComposerError, match="unknown model family 'doubled'; known: rnn, vae"):
+        checkpoint.load_model(path, reg)

@@ -504,7 +504,8 @@ def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 16
     session = load(target, device=device)
     held = session.held_out(corpus, workers)
     scores = session.score_sequences(held.sequences, labels=held.labels, pad_to=session.pad_length())
-    results: dict[str, Any] = {"data": held.description, **scores.as_dict()}
+    results: dict[str, Any] = {"data": held.description, "unit": "position" if session.encoder.input_dim else "token",
+                               **scores.as_dict()}
     if "offset_loss" in scores.metrics:  # Sketch-RNN's numbers: L_R over N_max positions, and L_KL
         results["sketch_rnn"] = {"L_R": scores.nll_per_token, "L_s": scores.metrics["offset_loss"],
                                  "L_p": scores.metrics["pen_loss"], "L_KL": scores.metrics.get("kl"),

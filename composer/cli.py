@@ -379,7 +379,8 @@ def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, rank_so
     unit = results["unit"]  # what the model predicts: a token, or a position of a feature sequence
     click.echo(f"data           {results['data']}: {results['sequences']} sequences, {results['tokens']:,} {unit}s, "
                f"{results['steps']:,} steps")
-    click.echo(f"NLL per {unit:7}{results['nll_per_token']:.4f} nats ({results['bits_per_token']:.4f} bits)")
+    click.echo(f"NLL per {unit:7}{'' if unit == 'token' else ' '}{results['nll_per_token']:.4f} nats "
+               f"({results['bits_per_token']:.4f} bits)")
     click.echo(f"NLL per step   {results['nll_per_step']:.4f} nats (steps as the encoder counts them)")
     if results["token_accuracy"] == results["token_accuracy"]:  # not nan: the model predicts tokens
         click.echo(f"token accuracy {results['token_accuracy']:.4f}")

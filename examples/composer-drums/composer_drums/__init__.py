@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from composer import CorpusSource, Writer, hookimpl
+
 from composer_drums import io
 from composer_drums.encoder import DrumsEncoder
 

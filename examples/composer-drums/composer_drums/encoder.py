@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pretty_midi
-
 from composer import Categorical, ComposerError, Encoder, GenerationPlan
+
 from composer_drums.classes import NUM_CLASSES, REPRESENTATIVE, drum_class
 from composer_drums.patterns import example_pieces
 
@@ -122,9 +122,10 @@ class DrumsEncoder(Encoder):
 
     def summarize(self, item: pretty_midi.PrettyMIDI) -> str:
         notes = drum_notes(item)
-        bar_seconds = self.bar_steps * self.step_seconds
-        end = max((n.start for n in notes), default=0.0)
-        bars = max(1, math.ceil((end + 1e-6) / bar_seconds)) if notes else 0
+        try:
+            bars = len(self.masks(item)) // self.bar_steps
+        except ComposerError:
+            bars = 0
         return f"{bars} bar{'s' * (bars != 1)}, {len(notes)} hit{'s' * (len(notes) != 1)}"
 
     def statistics(self, items: list[Any], reference: list[Any] | None = None) -> dict[str, float]:

@@ -6,8 +6,8 @@ import warnings
 from pathlib import Path
 
 import pretty_midi
-
 from composer import ComposerError
+
 from composer_drums.classes import drum_class
 
 SUFFIXES = (".mid", ".midi")

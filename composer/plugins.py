@@ -3,8 +3,8 @@
 ``COMPOSER_LOAD_PLUGINS`` is a comma-separated allowlist of installed (entry-point) plugins to load;
 ``''`` loads none; unset loads all. ``COMPOSER_PLUGINS_DIR`` (``composer --plugins-dir``) names a folder
 whose ``*.py`` files and package folders load as plugins too (origin "file"). ``COMPOSER_TRACE_PLUGINS=1``
-prints a line per hook call and the traceback of a plugin that fails. A plugin that fails to import or raises while registering is
-skipped and reported by ``composer plugins``; everything else keeps working.
+prints a line per hook call and the traceback of a plugin that fails. A plugin that fails to import or
+raises while registering is skipped and reported by ``composer plugins``; everything else keeps working.
 """
 
 from __future__ import annotations

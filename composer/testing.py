@@ -343,7 +343,8 @@ def check_sampler_scores(sampler: Sampler) -> None:
     _check(len(a) == 3, subject, f"asked for 3 sequences, got {len(a)}")
     _check([g.tokens for g in a] == [g.tokens for g in b], subject, "seed 5 twice gave different sequences")
     for g in a:
-        _check(g.tokens[:3] == [0, 4, 5], subject, f"{g.tokens} does not start with the start token and primer [0, 4, 5]")
+        _check(g.tokens[:3] == [0, 4, 5], subject,
+               f"{g.tokens} does not start with the start token and primer [0, 4, 5]")
         _check(1 <= g.new_tokens <= 12 and len(g.tokens) == 3 + g.new_tokens, subject,
                f"new_tokens {g.new_tokens} does not match {g.tokens} or is outside 1..12")
         _check(1 not in g.tokens[:-1], subject, f"{g.tokens} goes on after the end token 1")
@@ -408,7 +409,8 @@ def check_sampler_mdn(sampler: Sampler) -> None:
     b = draw()
     _check(len(a) == 3, subject, f"asked for 3 sequences on a mixture-density model, got {len(a)}")
     for g, h in zip(a, b):
-        _check(np.array_equal(g.tokens, h.tokens), subject, "seed 4 twice gave different rows on a mixture-density model")
+        _check(np.array_equal(g.tokens, h.tokens), subject,
+               "seed 4 twice gave different rows on a mixture-density model")
         _check(g.tokens.shape == (1 + g.new_tokens, 5) and np.allclose(g.tokens[0], Strokes.bos), subject,
                f"rows of shape {g.tokens.shape} do not start with the start row and hold new_tokens={g.new_tokens}")
         ends = g.tokens[1:, 4] == 1

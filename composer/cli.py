@@ -47,7 +47,10 @@ class Group(click.Group):
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="composer")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
-def cli(debug: bool) -> None:
+@click.option("--plugins-dir", type=click.Path(file_okay=False), envvar="COMPOSER_PLUGINS_DIR",
+              help="Also load every *.py file and package folder in DIR as a plugin [env COMPOSER_PLUGINS_DIR].",
+              metavar="DIR")
+def cli(debug: bool, plugins_dir: str | None) -> None:
     """Learn and generate music, text and drawings with stacked LSTMs.
 
     \b
@@ -55,6 +58,26 @@ def cli(debug: bool) -> None:
     composer train --encoder E --corpus SRC  train a model on a corpus
     composer plugins                         what is installed
     """
+    if plugins_dir and os.environ.get("COMPOSER_PLUGINS_DIR") != plugins_dir:
+        # given here but not seen at import (cli called from Python): load the registry again with it
+        from composer import plugins
+
+        os.environ["COMPOSER_PLUGINS_DIR"] = plugins_dir
+        plugins.reset()
+
+
+def plugins_dir_from_argv(argv: list[str]) -> str | None:
+    """``--plugins-dir DIR`` among the group's options (before the subcommand): read at import so that a
+    plugin file's ``register_commands`` can add its commands before click parses the command line."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--plugins-dir":
+            return next(args, None)
+        if arg.startswith("--plugins-dir="):
+            return arg.split("=", 1)[1]
+        if not arg.startswith("-"):
+            return None  # the subcommand
+    return None
 
 
 def registry():
@@ -76,11 +99,17 @@ def plugins() -> None:
     reg = registry()
     for info in reg.plugins.values():
         where = info.source + (f" {info.version}" if info.version else "")
+        if info.origin == "entry point":
+            where = f"entry point, {where}"
+        elif info.origin in ("file", "given"):
+            where = f"{info.origin} {info.source}"
         if info.error:
             click.echo(f"{info.name} ({where}): FAILED: {info.error}")
             continue
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items()) or "nothing"
         click.echo(f"{info.name} ({where}): {provides}")
+        if info.hooks:
+            click.echo(f"    hooks: {', '.join(info.hooks)}")
 
 
 @cli.command()
@@ -414,6 +443,15 @@ def main() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
 
+
+# only for the composer program itself (console script or python -m composer), not a host that imports us
+_argv_plugins_dir = plugins_dir_from_argv(sys.argv[1:]) if "composer" in Path(sys.argv[0]).parts[-2:] or \
+    Path(sys.argv[0]).stem == "composer" else None
+if _argv_plugins_dir:
+    os.environ["COMPOSER_PLUGINS_DIR"] = _argv_plugins_dir
+    from composer.plugins import reset as _reset  # noqa: E402
+
+    _reset()
 
 from composer.plugins import get_registry as _get_registry  # noqa: E402
 

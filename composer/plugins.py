@@ -1,19 +1,23 @@
 """The plugin manager: built-in plugins, then entry points of group ``composer``.
 
 ``COMPOSER_LOAD_PLUGINS`` is a comma-separated allowlist of installed (entry-point) plugins to load;
-``''`` loads none; unset loads all. A plugin that fails to import or raises while registering is
-skipped and reported by ``composer plugins``; everything else keeps working.
+``''`` loads none; unset loads all. ``COMPOSER_PLUGINS_DIR`` (``composer --plugins-dir``) names a folder
+whose ``*.py`` files and package folders load as plugins too (origin "file"). ``COMPOSER_TRACE_PLUGINS=1``
+prints a line per hook call and the traceback of a plugin that fails. A plugin that fails to import or
+raises while registering is skipped and reported by ``composer plugins``; everything else keeps working.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -88,10 +92,16 @@ KIND = {kind.table: kind for kind in KINDS}
 @dataclass
 class PluginInfo:
     name: str
-    source: str  # "built-in" or the distribution that provides the entry point
+    source: str  # "built-in", the distribution that provides the entry point, or the plugin file's path
     version: str = ""
     error: str = ""
     provides: dict[str, list[str]] = field(default_factory=dict)
+    origin: str = ""  # "built-in", "entry point", "file" or "given" (load(extra=...)); default: from source
+    hooks: list[str] = field(default_factory=list)  # the hooks the plugin implements
+
+    def __post_init__(self) -> None:
+        if not self.origin:
+            self.origin = "built-in" if self.source == "built-in" else "entry point"
 
 
 @dataclass
@@ -156,6 +166,7 @@ def _register_all(reg: Registry, info: PluginInfo, plugin: Any) -> None:
 
         return register
 
+    info.hooks = hook_names(plugin)
     others = [p for p in reg.pm.get_plugins() if p is not plugin]
     try:
         reg.pm.register(plugin, name=info.name)
@@ -172,6 +183,78 @@ def _register_all(reg: Registry, info: PluginInfo, plugin: Any) -> None:
         return
     for table, key in added:
         info.provides.setdefault(table, []).append(_shown(key))
+
+
+def hook_names(plugin: Any) -> list[str]:
+    """The hooks ``plugin`` implements (functions marked with ``composer.hookimpl``), sorted."""
+    names = set()
+    for attr in dir(plugin):
+        try:
+            opts = getattr(getattr(plugin, attr, None), "composer_impl", None)
+        except Exception:
+            continue
+        if isinstance(opts, dict):
+            names.add(opts.get("specname") or attr)
+    return sorted(names)
+
+
+def _trace_calls(pm: pluggy.PluginManager) -> None:
+    """With ``COMPOSER_TRACE_PLUGINS`` set: one line on stderr per hook call of each plugin."""
+
+    def before(hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+        for impl in hook_impls:
+            print(f"composer: plugin {impl.plugin_name}: {hook_name}", file=sys.stderr)
+
+    def after(outcome: Any, hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+        pass
+
+    pm.add_hookcall_monitoring(before, after)
+
+
+def _import_file(path: Path) -> Any:
+    """Import a plugin file ``NAME.py`` or package folder ``NAME/__init__.py`` under a private module name."""
+    name = f"composer_file_plugin_{path.stem}"
+    if path.is_dir():
+        spec = importlib.util.spec_from_file_location(name, path / "__init__.py",
+                                                      submodule_search_locations=[str(path)])
+    else:
+        spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def plugins_dir() -> Path | None:
+    value = os.environ.get("COMPOSER_PLUGINS_DIR")
+    return Path(value) if value else None
+
+
+def _file_candidates(folder: Path) -> list[tuple[PluginInfo, Any]]:
+    """Every ``*.py`` file and package folder in ``folder``, imported; a failure is recorded."""
+    if not folder.is_dir():
+        info = PluginInfo(str(folder), str(folder), origin="file")
+        info.error = f"plugins folder {folder} does not exist"
+        return [(info, None)]
+    out: list[tuple[PluginInfo, Any]] = []
+    for path in sorted(folder.iterdir()):
+        is_file = path.suffix == ".py" and path.is_file()
+        is_package = path.is_dir() and (path / "__init__.py").is_file()
+        if path.name.startswith((".", "_")) or not (is_file or is_package):
+            continue
+        info = PluginInfo(path.stem, str(path), origin="file")
+        try:
+            out.append((info, _import_file(path)))
+        except Exception as exc:
+            _fail(info, exc)
+            out.append((info, None))
+    return out
 
 
 def _fail(info: PluginInfo, exc: BaseException) -> None:
@@ -193,9 +276,14 @@ def _allowlist() -> set[str] | None:
     return {part.strip() for part in value.split(",") if part.strip()}
 
 
-def load() -> Registry:
+def load(extra: list[Any] | tuple[Any, ...] = (), installed: bool = True) -> Registry:
+    """A new registry: the built-ins, then (when ``installed``) the entry-point plugins allowed by
+    ``COMPOSER_LOAD_PLUGINS`` and the files in ``COMPOSER_PLUGINS_DIR``, then the ``extra`` plugin objects
+    (modules or objects with hook implementations; origin "given")."""
     pm = pluggy.PluginManager("composer")
     pm.add_hookspecs(hookspecs)
+    if os.environ.get("COMPOSER_TRACE_PLUGINS"):
+        _trace_calls(pm)
     reg = Registry(pm=pm)
     candidates: list[tuple[PluginInfo, Any]] = []
     for module_name in DEFAULT_PLUGINS:
@@ -211,7 +299,8 @@ def load() -> Registry:
             _fail(info, exc)
             candidates.append((info, None))
     allow = _allowlist()
-    for ep in importlib.metadata.entry_points(group="composer"):
+    entry_points = importlib.metadata.entry_points(group="composer") if installed else ()
+    for ep in entry_points:
         dist = ep.dist.name if ep.dist else ""
         if allow is not None and ep.name not in allow and dist not in allow:
             continue
@@ -221,6 +310,12 @@ def load() -> Registry:
         except Exception as exc:
             _fail(info, exc)
             candidates.append((info, None))
+    folder = plugins_dir() if installed else None
+    if folder is not None:
+        candidates.extend(_file_candidates(folder))
+    for plugin in extra:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        candidates.append((PluginInfo(name, "given", origin="given"), plugin))
     for info, plugin in candidates:
         if info.name in reg.plugins:
             info.error = f"a plugin named '{info.name}' is already loaded"

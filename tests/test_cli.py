@@ -112,3 +112,78 @@ def test_evaluate_scores_the_recorded_held_out_split(toy, toy_corpus, tmp_path):
     other = run_cli(["evaluate", "--checkpoint", ckpt, "--corpus", "toy:patterns", "--samples", "0"], env=toy)
     assert other.returncode == 0, other.stderr
     assert "toy:patterns, all of it: 4 sequences" in other.stdout
+
+
+GOOD_PLUGIN = '''
+import click
+from composer import hookimpl
+from composer.api import Encoder
+
+
+class Dots(Encoder):
+    name = "dots"
+    modality = "text"
+    description = "a one-off plugin file's encoder"
+
+
+@hookimpl
+def register_encoders(register):
+    register(Dots)
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def hello():
+        """Say hello from a plugin file."""
+        click.echo("hello from a file")
+'''
+
+
+def plugins_folder(tmp_path):
+    folder = tmp_path / "myplugins"
+    folder.mkdir()
+    (folder / "dots.py").write_text(GOOD_PLUGIN)
+    (folder / "broken.py").write_text("raise RuntimeError('broken file')\n")
+    (folder / "notes.txt").write_text("not a plugin")
+    return folder
+
+
+def test_plugins_dir_loads_files_reports_broken_ones_and_adds_commands(tmp_path):
+    folder = plugins_folder(tmp_path)
+    listing = run_cli(["--plugins-dir", str(folder), "plugins"])
+    assert listing.returncode == 0, listing.stderr
+    assert f"broken (file {folder / 'broken.py'}): FAILED: RuntimeError: broken file" in listing.stdout
+    assert f"dots (file {folder / 'dots.py'}): encoders: dots" in listing.stdout
+    assert "    hooks: register_commands, register_encoders" in listing.stdout
+    assert "composer_samplers (built-in): samplers:" in listing.stdout
+    encoders = run_cli(["--plugins-dir", str(folder), "encoders"])
+    assert encoders.returncode == 0 and "dots " in encoders.stdout and "[dots]" in encoders.stdout
+    hello = run_cli([f"--plugins-dir={folder}", "hello"])
+    assert hello.returncode == 0 and hello.stdout == "hello from a file\n", hello.stderr
+    assert "dots" not in run_cli(["encoders"]).stdout
+
+
+def test_plugins_dir_from_the_environment_and_call_trace(tmp_path):
+    import os
+
+    folder = plugins_folder(tmp_path)
+    env = dict(os.environ, COMPOSER_PLUGINS_DIR=str(folder), COMPOSER_TRACE_PLUGINS="1")
+    result = run_cli(["hello"], env=env)
+    assert result.returncode == 0 and result.stdout == "hello from a file\n"
+    assert "composer: plugin dots: register_encoders" in result.stderr.splitlines()
+    assert "composer: plugin dots: register_commands" in result.stderr.splitlines()
+    assert "composer: plugin composer_samplers: register_samplers" in result.stderr.splitlines()
+
+
+def test_plugins_dir_given_in_process(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from composer.cli import cli, plugins_dir_from_argv
+
+    assert plugins_dir_from_argv(["--debug", "--plugins-dir", "D", "x"]) == "D"
+    assert plugins_dir_from_argv(["train", "--plugins-dir", "D"]) is None
+    monkeypatch.setenv("COMPOSER_PLUGINS_DIR", "")  # restored to unset afterwards: the callback sets it
+    monkeypatch.delenv("COMPOSER_PLUGINS_DIR")
+    result = CliRunner().invoke(cli, ["--plugins-dir", str(plugins_folder(tmp_path)), "encoders"])
+    assert result.exit_code == 0 and "dots " in result.output

@@ -42,7 +42,7 @@ def test_plugin_that_raises_on_import_is_reported_and_others_work(tmp_path, monk
     env = dict(toy, PYTHONPATH=f"{site}:{toy['PYTHONPATH']}", COMPOSER_LOAD_PLUGINS="composer-toy,composer-broken")
     listing = run_cli(["plugins"], env=env)
     assert listing.returncode == 0
-    assert "composer-broken (composer-broken 1.0): FAILED: RuntimeError: boom at import" in listing.stdout
+    assert "composer-broken (entry point, composer-broken 1.0): FAILED: RuntimeError: boom at import" in listing.stdout
     encoders = run_cli(["encoders"], env=env)
     assert encoders.returncode == 0 and "toy" in encoders.stdout
 

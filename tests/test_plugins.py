@@ -239,3 +239,33 @@ def test_plugin_heads_join_the_model_and_builtin_heads_are_protected(tmp_path, m
     assert reg.owner[("heads", "plain")] == "composer-heads"
     plugins.reset()
     assert "plain" in plugins.get_registry().heads  # loading again keeps working
+
+
+def test_a_family_registered_by_a_plugin_builds_models_and_clashes_name_both(tmp_path, monkeypatch):
+    """register_model_families through an installed plugin: its family builds the model a config names; a
+    second plugin claiming a core family is refused naming both."""
+    code = (
+        "from composer import hookimpl\n"
+        "from composer.model import SequenceModel\n"
+        "class Plain(SequenceModel):\n"
+        "    pass\n"
+        "@hookimpl\n"
+        "def register_model_families(register):\n"
+        "    register('plain-rnn', lambda config, heads: Plain(config, heads))\n"
+    )
+    install_plugin(tmp_path / "f", "composer-family", "composer_family", code=code)
+    clash = code.replace("'plain-rnn'", "'vae'")
+    install_plugin(tmp_path / "g", "composer-vae-clash", "composer_vae_clash", code=clash)
+    monkeypatch.syspath_prepend(str(tmp_path / "f"))
+    monkeypatch.syspath_prepend(str(tmp_path / "g"))
+    monkeypatch.setenv("COMPOSER_LOAD_PLUGINS", "composer-family,composer-vae-clash")
+    plugins.reset()
+    reg = plugins.get_registry()
+    from composer.model import ModelConfig, build_model
+
+    assert reg.owner[("families", "plain-rnn")] == "composer-family"
+    assert "model family 'vae' from plugin 'composer-vae-clash' clashes with the one from plugin 'composer.model'" \
+        in reg.plugins["composer-vae-clash"].error
+    model = build_model(ModelConfig(vocab_size=5, hidden_size=8, embedding_size=4, layers=1, family="plain-rnn"), reg)
+    assert type(model).__name__ == "Plain"
+    assert model(torch.zeros(1, 3, dtype=torch.long)).output.shape == (1, 3, 5)

@@ -210,3 +210,26 @@ def test_items_a_writer_skips_are_counted_and_the_rest_written(toy, toy_corpus, 
     assert len(list((tmp_path / "out").glob("*.even"))) == even
     assert f"wrote {6 + even} file(s)" in result.stdout and f"even: {even} of 6 written" in result.stdout
     assert result.stderr.count("odd length") == 6 - even
+
+
+def test_generation_runs_on_one_cpu_thread_unless_the_user_chose(monkeypatch):
+    import torch
+
+    from composer.generate import generation_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("COMPOSER_THREADS", raising=False)
+    torch.set_num_threads(2)
+    try:
+        with generation_threads(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2  # restored
+        monkeypatch.setenv("COMPOSER_THREADS", "2")
+        with generation_threads(torch.device("cpu")):
+            assert torch.get_num_threads() == 2
+        monkeypatch.delenv("COMPOSER_THREADS")
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        with generation_threads(torch.device("cpu")):
+            assert torch.get_num_threads() == 2  # the user's setting stands
+    finally:
+        torch.set_num_threads(1)

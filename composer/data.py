@@ -655,6 +655,20 @@ def _read_cache(path: Path, source: str, encoder: Encoder) -> Corpus | None:
     )
 
 
+def class_ids(labels: list[str | None], vocabulary: list[str], owner: str) -> np.ndarray:
+    """Class ids of item labels for a class-conditional model with labels ``vocabulary``; a missing or unknown
+    label is a one-line error naming ``owner`` (the model)."""
+    index = {name: i for i, name in enumerate(vocabulary)}
+    missing = sum(label is None for label in labels)
+    if missing:
+        raise ComposerError(f"{owner} is conditioned on labels, and {missing} item(s) carry none")
+    unknown = next((label for label in labels if label not in index), None)
+    if unknown is not None:
+        raise ComposerError(f"{owner} is conditioned on labels, and {unknown!r} is not one of its "
+                            f"{len(vocabulary)} labels")
+    return np.asarray([index[label] for label in labels], dtype=np.int64)
+
+
 class SplitIndex(NamedTuple):
     """Which sequences of a corpus train and which validate (positions in ``corpus.sequences``)."""
 

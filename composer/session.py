@@ -422,7 +422,7 @@ class Session:
     def held_out(self, corpus: str | None = None, workers: int | None = None) -> HeldOut:
         """The sequences to evaluate on and what they are: ``corpus`` whole, or by default the held-out split
         of the training corpus recorded in the checkpoint (only those pieces are read)."""
-        from composer.data import load_corpus, short_source, split
+        from composer.data import load_corpus, short_source, split, split_index
 
         prov = self.meta.get("provenance") or {}
         source = corpus or prov.get("corpus")
@@ -438,10 +438,9 @@ class Session:
             # the held-out split was the dataset's own: it has a test split to report on, as its papers do
             data, recorded = load_corpus(source, self.encoder, self.registry.corpora, fitted=True, workers=workers), []
         if recorded:
-            _, sequences, names = split(data, 0.1, 0, valid_names=valid)
-            chosen = set(names)
-            keep = list(range(len(data.names))) if valid[0].startswith("@") else \
-                [i for i, name in enumerate(data.names) if name in chosen]
+            _, sequences, _ = split(data, 0.1, 0, valid_names=valid)
+            part = split_index(data, 0.1, 0, valid_names=valid)
+            keep = part.train if part.tail is not None else part.valid  # a tail split scores every piece's end
             which = f"{short_source(source)}, the held-out split recorded in the checkpoint"
         else:
             # a dataset's own test split is what it is evaluated on, where it has one
@@ -454,14 +453,9 @@ class Session:
     def label_ids(self, labels: list[str | None]) -> Any:
         """Class ids of item labels for a class-conditional model (None for another model); an unknown or
         missing label is an error."""
-        if not self.labels:
-            return None
-        index = {name: i for i, name in enumerate(self.labels)}
-        bad = [label for label in labels if label not in index]
-        if bad:
-            raise ComposerError(f"{self.name} is conditioned on labels, and {bad[0]!r} is not one of its "
-                                f"{len(self.labels)} labels")
-        return np.asarray([index[label] for label in labels], dtype=np.int64)
+        from composer.data import class_ids
+
+        return class_ids(labels, self.labels, self.name) if self.labels else None
 
     def pad_length(self) -> int:
         """Rows every sequence is padded to when scored, for data padded with a counted end value: the

@@ -22,7 +22,7 @@ import torch
 
 from composer import checkpoint
 from composer.api import ComposerError, Encoder
-from composer.data import Corpus, epoch_steps, load_corpus, piece_batches, split
+from composer.data import Corpus, class_ids, epoch_steps, load_corpus, piece_batches, split, split_index
 from composer.model import ModelConfig, SequenceModel, build_model, detach_state, reset_rows
 
 
@@ -278,8 +278,8 @@ class Trainer:
         label_names = self._label_names(corpus, parent_meta, resume)
         train_labels = valid_labels = None
         if label_names:
-            train_labels, valid_labels = self._label_ids(corpus, label_names, valid_names, cfg, valid_corpus
-                                                         if cfg.valid_corpus else None)
+            train_labels, valid_labels = self._label_ids(corpus, label_names, valid_names,
+                                                         valid_corpus if cfg.valid_corpus else None)
         if parent_meta is not None:
             shape = dict(parent_meta["model"])
             shape["dropout"] = cfg.model.get("dropout", shape.get("dropout", 0.0))
@@ -486,32 +486,18 @@ class Trainer:
             raise ComposerError(f"--label needs labelled items, and corpus '{self.config.corpus}' has none")
         return names
 
-    def _label_ids(self, corpus: Corpus, names: list[str], valid_names: list[str], cfg: TrainConfig,
+    def _label_ids(self, corpus: Corpus, names: list[str], valid_names: list[str],
                    valid_corpus: Corpus | None) -> tuple[Any, Any]:
         """Class ids of the training and validation sequences, in the order ``split`` gives them."""
-        import numpy as np
+        def ids(c: Corpus, positions: Any) -> Any:
+            return class_ids([c.labels[i] for i in positions], names, "this model")
 
-        index = {name: i for i, name in enumerate(names)}
-
-        def ids(c: Corpus, keep: list[int]) -> Any:
-            unknown = sorted({c.labels[i] for i in keep if c.labels[i] not in index}, key=str)
-            if None in unknown:
-                raise ComposerError(f"this model is conditioned on labels, and {c.labels.count(None)} item(s) of "
-                                    f"corpus '{c.source}' carry none")
-            if unknown:
-                raise ComposerError(f"label {unknown[0]!r} is not one the model knows ({len(names)} labels)")
-            return np.asarray([index[c.labels[i]] for i in keep], dtype=np.int64)
-
-        everything = list(range(len(corpus.names)))
         if valid_corpus is not None:
-            return ids(corpus, everything), ids(valid_corpus, list(range(len(valid_corpus.names))))
-        if valid_names and valid_names[0].startswith("@tail:"):
-            return ids(corpus, everything), ids(corpus, everything)
-        held = set(valid_names)
-        splits = corpus.splits
-        train = [i for i in everything if corpus.names[i] not in held and splits[i] != "test"]
-        valid = [i for i in everything if corpus.names[i] in held]
-        return ids(corpus, train), ids(corpus, valid)
+            return ids(corpus, range(len(corpus.labels))), ids(valid_corpus, range(len(valid_corpus.labels)))
+        cfg = self.config
+        part = split_index(corpus, cfg.valid_fraction, cfg.seed, valid_names)
+        # a tail split validates on the end of every training piece
+        return ids(corpus, part.train), ids(corpus, part.train if part.tail is not None else part.valid)
 
     def _warn(self, msg: str) -> None:
         if self.is_main:

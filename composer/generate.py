@@ -2,8 +2,9 @@
 steps every strategy needs; :func:`generate` hands it to a sampler.
 
 The primer runs through the model once; then each step feeds one token per row while carrying the
-recurrent state, so every new token costs O(1). Random draws use a CPU generator, so results do not
-depend on the device.
+recurrent state, so every new token costs O(1). Random draws come from a generator seeded with the
+request's seed: the same seed gives the same result on the CPU, and on a GPU the draws stay on the device,
+so that no step waits for the host.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor
 
 from composer.api import ComposerError, Constraint, Encoder, Generated, Sampler
-from composer.heads import last_step
+from composer.heads import draw_index, last_step
 from composer.model import State, select_state
 
 
@@ -41,6 +42,9 @@ class Decoding:
         self.prefix = list(prefix) if self.categorical else np.asarray(prefix, dtype=np.float32)
         self.history_from = history_from  # prefix[history_from:] is history a constraint tracks
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        # on a GPU, a generator there too (seeded alike), so that drawing never copies to the host
+        self.device_generator = (self.generator if self.device.type == "cpu"
+                                 else torch.Generator(device=self.device).manual_seed(seed))
         self.given = {k: v for k, v in (inputs or {}).items() if v is not None}
         self.inputs: dict[str, Tensor] = {}
         if constraint is not None and not self.categorical:
@@ -84,10 +88,16 @@ class Decoding:
         output, state = self.model.step(tokens, state, **self.inputs)
         return self._float(output), state
 
+    def sample_index(self, probs: Tensor) -> Tensor:
+        """One index per row of ``probs`` [rows, k] (e.g. a softmax over filtered logits), drawn with the
+        run's seeded generator, on the probabilities' device: on the CPU ``torch.multinomial`` with
+        ``generator``; on a GPU without waiting for the host (:func:`composer.heads.draw_index`)."""
+        return draw_index(probs, self.device_generator).to(probs.device)
+
     def draw(self, output: Any, temperature: float) -> tuple[Tensor, Tensor]:
         """For a head that is not categorical: the next value per row, drawn by the head at ``temperature``,
         and its log-likelihood under the unscaled output [rows] (float64)."""
-        value = self.head.sample(output, self.generator, temperature)
+        value = self.head.sample(output, self.device_generator, temperature)
         return value, self.head.log_prob(output, value).double()
 
     def ends(self, value: Tensor) -> Tensor | None:

@@ -46,6 +46,25 @@ def last_step(output: Any) -> Any:
     return map_output(output, lambda t: t[:, -1])
 
 
+def draw_index(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One index per row of ``probs`` [rows, k] (non-negative weights), drawn with ``generator`` on its
+    device (without one, on the probabilities' device). On the CPU this is ``torch.multinomial``. On a GPU
+    it is the same distribution drawn as a race of exponential clocks (the argmax of p / E with
+    E ~ Exp(1)): ``torch.multinomial`` checks the probabilities on the host there, which would make every
+    generation step wait for the GPU."""
+    where = generator.device if generator is not None else probs.device
+    probs = probs.to(where)
+    if where.type == "cpu":
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return _exponential_race(probs, generator)
+
+
+def _exponential_race(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Index i wins with probability p_i / sum(p): the first of independent clocks E_i / p_i to ring."""
+    clocks = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    return (probs / clocks).argmax(-1)
+
+
 def _counted(shape: torch.Size, mask: Tensor | None, device: torch.device) -> Tensor:
     return torch.ones(shape, dtype=torch.bool, device=device) if mask is None else mask.bool()
 
@@ -106,8 +125,7 @@ class CategoricalHead(Head):
     def sample(self, output_t: Tensor, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
         if temperature == 0:
             return output_t.argmax(-1)
-        probs = F.softmax(output_t.float().cpu() / temperature, -1)
-        return torch.multinomial(probs, 1, generator=generator)[:, 0].to(output_t.device)
+        return draw_index(F.softmax(output_t.float() / temperature, -1), generator).to(output_t.device)
 
     def log_prob(self, output_t: Tensor, value: Tensor) -> Tensor:
         return F.log_softmax(output_t.float(), -1).gather(-1, value.long()[:, None])[:, 0]
@@ -173,22 +191,23 @@ class MixtureDensityHead(Head):
                temperature: float = 1.0) -> Tensor:
         """One stroke-5 row per batch row [B, 2 + pen_states]; as in Sketch-RNN the temperature divides the
         mixture and pen logits and scales the variances (temperature 0: the most likely component and pen
-        state, at its mean). Draws run on the CPU, so the device does not change them."""
+        state, at its mean). Draws run on the generator's device (see :func:`draw_index`)."""
         device = output_t["pi"].device
-        out = {k: v.float().cpu() for k, v in output_t.items()}
-        rows = torch.arange(out["pi"].shape[0])
+        where = generator.device if generator is not None else device
+        out = {k: v.float().to(where) for k, v in output_t.items()}
+        rows = torch.arange(out["pi"].shape[0], device=where)
         if temperature == 0:
             k, pen = out["pi"].argmax(-1), out["pen"].argmax(-1)
         else:
-            k = torch.multinomial(F.softmax(out["pi"] / temperature, -1), 1, generator=generator)[:, 0]
+            k = draw_index(F.softmax(out["pi"] / temperature, -1), generator)
         mu = out["mu"][rows, k]
         sigma = torch.exp(out["log_sigma"][rows, k]) * math.sqrt(temperature)
         rho = out["rho"][rows, k]
-        z = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+        z = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=where)
         dx = mu[:, 0] + sigma[:, 0] * z[:, 0]
         dy = mu[:, 1] + sigma[:, 1] * (rho * z[:, 0] + torch.sqrt(1 - rho.square()) * z[:, 1])
         if temperature != 0:
-            pen = torch.multinomial(F.softmax(out["pen"] / temperature, -1), 1, generator=generator)[:, 0]
+            pen = draw_index(F.softmax(out["pen"] / temperature, -1), generator)
         row = torch.cat([torch.stack([dx, dy], -1), F.one_hot(pen, self.pen_states).to(mu.dtype)], -1)
         return row.to(device)
 

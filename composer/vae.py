@@ -86,9 +86,8 @@ class SequenceVAE(nn.Module):
 
     def flatten_parameters(self) -> None:
         """Re-pack cuDNN weights into one chunk (after replacing weight tensors)."""
-        for m in self.modules():
-            if isinstance(m, nn.RNNBase):
-                m.flatten_parameters()
+        self.encoder.flatten_parameters()
+        self.decoder.flatten_parameters()
 
     def set_progress(self, step: int) -> None:
         """The training step reached, which sets the annealed KL weight."""

@@ -362,3 +362,59 @@ def test_a_plugin_family_builds_the_model_a_checkpoint_names_and_an_unknown_one_
     del reg.families["doubled"]
     with pytest.raises(ComposerError, match="unknown model family 'doubled'; known: rnn, vae"):
         checkpoint.load_model(path, reg)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"cell": "gru"}, {"cond_size": 3, "cond_classes": CLASSES},
+                                       {"attention": 4}, {"dropout": 0.3}])
+def test_a_plain_stack_in_one_multi_layer_call_gives_the_per_layer_numbers(overrides):
+    """The fused path (one torch.lstm/torch.gru over every layer, cuDNN's on a GPU) computes what the
+    per-layer path does: loss, gradients and final states."""
+    torch.manual_seed(0)
+    model = SequenceModel(ModelConfig(**{"vocab_size": VOCAB, "layers": 3, "hidden_size": 12,
+                                         "embedding_size": 6, **overrides}))
+    assert model.plain_stack
+    x, y = torch.randint(0, VOCAB, (4, 9)), torch.randint(0, VOCAB, (4, 9))
+    cond = torch.randint(0, CLASSES, (4,)) if overrides.get("cond_size") else None
+    results = []
+    for fuse in (False, True):
+        model.fuse = fuse
+        model.eval() if overrides.get("dropout") else model.train()  # dropout's draws differ between paths
+        model.zero_grad()
+        out = model(x, targets=y, cond=cond)
+        out.loss.backward()
+        results.append((out.loss.detach(), [p.grad.clone() for p in model.parameters()],
+                        [s for layer in out.state.layers for s in layer]))
+    (loss_a, grads_a, states_a), (loss_b, grads_b, states_b) = results
+    torch.testing.assert_close(loss_a, loss_b)
+    for a, b in zip(grads_a + states_a, grads_b + states_b, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_the_fused_path_runs_off_the_cpu_by_default_and_never_for_per_layer_extras(monkeypatch):
+    calls = []
+    monkeypatch.setattr(SequenceModel, "_run_stack", lambda self, h, states: calls.append(h.device))
+    model = SequenceModel(ModelConfig(vocab_size=VOCAB, layers=2, hidden_size=8, embedding_size=4))
+    model(torch.randint(0, VOCAB, (2, 5)))  # the CPU: per layer (as fast there, and the shipped numbers)
+    assert calls == []
+    assert model._fused(torch.zeros(2, 5, 4, device="meta"))  # not the CPU: one call
+    model.fuse = False
+    assert not model._fused(torch.zeros(2, 5, 4, device="meta"))
+    for extra in ({"layer_norm": True}, {"residual": True}, {"recurrent_dropout": 0.1}, {"cell": "peephole"}):
+        config = ModelConfig(**{"vocab_size": VOCAB, "layers": 2, "hidden_size": 8, "embedding_size": 4, **extra})
+        assert not SequenceModel(config).plain_stack, extra
+
+
+def test_draw_index_on_the_cpu_is_torch_multinomial_and_the_gpu_race_has_the_same_distribution():
+    from composer import heads
+    from composer.heads import draw_index
+
+    probs = torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.0, 0.5]])
+    torch.testing.assert_close(
+        draw_index(probs, torch.Generator().manual_seed(3)),
+        torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(3))[:, 0])
+    # the exponential race the GPU uses, run here on the CPU
+    draws = 40_000
+    picked = heads._exponential_race(probs.repeat(draws // 2, 1), torch.Generator().manual_seed(0))
+    for row in (0, 1):
+        frequencies = torch.bincount(picked[row::2], minlength=3).double() / (draws // 2)
+        torch.testing.assert_close(frequencies, probs[row].double(), atol=0.01, rtol=0)

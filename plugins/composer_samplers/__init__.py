@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from composer import ComposerError, Generated, Sampler, hookimpl
+from composer.heads import draw_index
 
 
 def filtered(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Tensor:
@@ -34,12 +35,12 @@ def filtered(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: fl
 
 
 def draw(logits: Tensor, generator: torch.Generator, temperature: float, top_k: int, top_p: float) -> Tensor:
-    """One token per row from the filtered distribution (on the CPU, so the device does not change it);
-    temperature 0 takes the most likely token."""
+    """One token per row from the filtered distribution, drawn on the generator's device (the run's
+    ``device_generator``: the CPU's for a model on the CPU); temperature 0 takes the most likely token."""
     if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(filtered(logits.cpu(), temperature, top_k, top_p), dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.device)
+    probs = torch.softmax(filtered(logits.to(generator.device), temperature, top_k, top_p), dim=-1)
+    return draw_index(probs, generator).to(logits.device)
 
 
 def picked(log_probs: Tensor, tokens: Tensor) -> Tensor:
@@ -60,7 +61,8 @@ def draw_values(run, temperature: float) -> list[Generated]:
         if ends is not None:
             finished |= ends.to(finished.device)
         values.append(value)
-        if bool(finished.all()) or i + 1 == run.max_tokens:
+        # every 8th step: on a GPU each look at the flags waits for the device (finish() cuts after the end)
+        if (i % 8 == 7 and bool(finished.all())) or i + 1 == run.max_tokens:
             break
         output, state = run.step(value, state)
     return run.finish(torch.stack(values, dim=1), ll)
@@ -100,7 +102,7 @@ class Ancestral(Sampler):
         chosen = []
         for i in range(run.max_tokens):
             masked = run.mask(logits)
-            token = self.choose(masked, run.generator, options)
+            token = self.choose(masked, run.device_generator, options)
             ll += torch.where(finished, 0.0, picked(torch.log_softmax(logits, -1), token).double())
             if run.eos is not None:
                 token = torch.where(finished, torch.full_like(token, run.eos), token)
@@ -214,7 +216,7 @@ class Beam(Sampler):
                     logits, state = run.step(tokens[:, -1], state)
                 masked = run.mask(logits)
                 if options.sample:
-                    token = draw(masked, run.generator, options.temperature, options.top_k, options.top_p)
+                    token = draw(masked, run.device_generator, options.temperature, options.top_k, options.top_p)
                 elif j == 0:  # branch b opens with the beam's b-th most likely allowed token
                     top = torch.topk(masked, min(branches, masked.shape[-1]), dim=-1)
                     rank = branch.clamp(max=top.indices.shape[-1] - 1)

@@ -53,8 +53,8 @@ class MinP(Sampler):
         chosen = []
         for _ in range(run.max_tokens):
             masked = run.mask(logits)  # what the constraint forbids is -inf
-            probs = torch.softmax(min_p_filter(masked.cpu(), options.min_p) / options.temperature, dim=-1)
-            token = torch.multinomial(probs, 1, generator=run.generator).squeeze(-1).to(logits.device)
+            probs = torch.softmax(min_p_filter(masked, options.min_p) / options.temperature, dim=-1)
+            token = run.sample_index(probs)  # drawn with the run's seeded generator
             # score with the model's own, unfiltered log-probabilities, like every built-in strategy
             gain = torch.log_softmax(logits, -1).gather(-1, token[:, None]).squeeze(-1).double()
             ll += torch.where(finished, 0.0, gain)

@@ -264,6 +264,13 @@ class WindowAttention(nn.Module):
         return out, history[:, -n:], valid[:, -n:]
 
 
+def _autocasting(device: torch.device) -> bool:
+    try:
+        return torch.is_autocast_enabled(device.type)
+    except TypeError:  # torch < 2.4 asks per device
+        return torch.is_autocast_cpu_enabled() if device.type == "cpu" else torch.is_autocast_enabled()
+
+
 # ----------------------------------------------------------------------------------------- model
 
 
@@ -392,8 +399,37 @@ class SequenceModel(nn.Module):
         """One time step: x_t ids [B] or features [B, input_dim] -> (head output for it, new state)."""
         if latent is not None:
             raise ValueError("this model has no latent code (family 'rnn')")
+        if self.plain_stack and state is not None and not (self.training or torch.is_grad_enabled()) \
+                and not _autocasting(x_t.device):
+            h, state = self._step_cells(x_t, state, cond)
+            return self.head(h), state
         h, state = self._features(x_t[:, None], state, cond)
         return self.head(self.dropout(h[:, 0])), state
+
+    def _step_cells(self, x_t: Tensor, state: State, cond: Tensor | None) -> tuple[Tensor, State]:
+        """Generation's inner loop for a plain stack in eval mode: the per-layer path's cell kernels and
+        numbers, without its per-call module machinery (which costs as much as the kernels at this size)."""
+        h = self.adapter(x_t)
+        if (cond is None) != (self.config.cond_size == 0):
+            raise ValueError(f"pass cond exactly when cond_size > 0 (this model: {self.config.cond_size})")
+        if cond is not None:
+            c = cond if self.cond_embedding is None else self.cond_embedding(cond)
+            h = torch.cat([h, c.to(h.dtype)], -1)
+        weights = self._stack_weights()
+        h = h.to(weights[0].dtype)
+        layer_states = []
+        for i, layer_state in enumerate(state.layers):
+            w = weights[4 * i: 4 * i + 4]
+            if len(layer_state) == 1:
+                h = torch.gru_cell(h, layer_state[0], *w)
+                layer_states.append((h,))
+            else:
+                h, c_t = torch.lstm_cell(h, (layer_state[0], layer_state[1]), *w)
+                layer_states.append((h, c_t))
+        if self.attention is None:
+            return h, State(tuple(layer_states))
+        out, window, window_mask = self.attention(h[:, None], state.window, state.window_mask)
+        return out[:, 0], State(tuple(layer_states), window, window_mask)
 
     def _features(self, x: Tensor, state: State | None, cond: Tensor | None) -> tuple[Tensor, State]:
         h = self.adapter(x)

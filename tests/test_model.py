@@ -418,3 +418,22 @@ def test_draw_index_on_the_cpu_is_torch_multinomial_and_the_gpu_race_has_the_sam
     for row in (0, 1):
         frequencies = torch.bincount(picked[row::2], minlength=3).double() / (draws // 2)
         torch.testing.assert_close(frequencies, probs[row].double(), atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"cell": "gru"}, {"attention": 4}, {"cond_size": 3, "cond_classes": CLASSES}])
+def test_generation_steps_of_a_plain_stack_give_the_per_layer_numbers_bit_for_bit(overrides):
+    torch.manual_seed(0)
+    model = SequenceModel(ModelConfig(**{"vocab_size": VOCAB, "layers": 3, "hidden_size": 12, "embedding_size": 6,
+                                         "dropout": 0.2, **overrides})).eval()
+    x = torch.randint(0, VOCAB, (3, 6))
+    cond = torch.randint(0, CLASSES, (3,)) if overrides.get("cond_size") else None
+    outputs = []
+    for plain in (True, False):
+        model.plain_stack = plain
+        state, outs = model.initial_state(3), []
+        with torch.no_grad():
+            for t in range(6):
+                out, state = model.step(x[:, t], state, cond=cond)
+                outs.append(out)
+        outputs.append(torch.stack(outs))
+    assert torch.equal(outputs[0], outputs[1])

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from composer.api import ComposerError, Encoder, Style
 
@@ -67,14 +67,28 @@ def save(path: Path, weights: dict[str, torch.Tensor], meta: dict) -> None:
 
 def read_meta(path: Path) -> dict:
     """The metadata alone (reads the header, not the weights)."""
+    return _read(path, weights=False)[0]
+
+
+def _read(path: Path, weights: bool) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The checkpoint's metadata, checked, and (``weights``) its tensors, from one opening of the file."""
     path = Path(path)
     if not path.is_file():
         raise ComposerError(f"checkpoint not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
+            meta = _checked_meta(path, header)
+            try:
+                tensors = {key: f.get_tensor(key) for key in f.keys()} if weights else {}
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise ComposerError(f"{path} is damaged (cannot read its weights: {exc})") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise ComposerError(f"{path} is not a composer checkpoint (unreadable safetensors file: {exc})") from None
+    return meta, tensors
+
+
+def _checked_meta(path: Path, header: dict) -> dict:
     if META_KEY not in header:
         raise ComposerError(f"{path} is a safetensors file but not a composer checkpoint (no composer metadata)")
     try:
@@ -93,11 +107,7 @@ def read_meta(path: Path) -> dict:
 
 
 def load(path: Path) -> Checkpoint:
-    meta = read_meta(path)
-    try:
-        weights = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ComposerError(f"{path} is damaged (cannot read its weights: {exc})") from None
+    meta, weights = _read(path, weights=True)
     return Checkpoint(Path(path), meta, weights)
 
 

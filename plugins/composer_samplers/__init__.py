@@ -23,7 +23,7 @@ def filtered(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: fl
     if top_k > 0:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    scaled = logits / temperature
+    scaled = logits / temperature if temperature != 1 else logits
     if top_p < 1.0:
         sorted_logits, order = torch.sort(scaled, dim=-1, descending=True)
         probs = torch.softmax(sorted_logits, dim=-1)
@@ -45,6 +45,16 @@ def draw(logits: Tensor, generator: torch.Generator, temperature: float, top_k: 
 
 def picked(log_probs: Tensor, tokens: Tensor) -> Tensor:
     return log_probs.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def scored(gains: Tensor, tokens: Tensor, eos: int | None) -> Tensor:
+    """Each row's log-likelihood [rows] (float64) from the per-step gains [rows, T]: the steps up to and
+    including its first end token count."""
+    gains = gains.double()
+    if eos is not None:
+        ends = (tokens == eos).long()
+        gains = torch.where(ends.cumsum(1) - ends > 0, 0.0, gains)  # after the first end
+    return gains.sum(1)
 
 
 def draw_values(run, temperature: float) -> list[Generated]:
@@ -98,20 +108,19 @@ class Ancestral(Sampler):
             return draw_values(run, getattr(options, "temperature", 0.0))
         logits, state = run.start(run.n)
         finished = torch.zeros(run.n, dtype=torch.bool, device=run.device)
-        ll = torch.zeros(run.n, dtype=torch.float64, device=run.device)
-        chosen = []
+        chosen, gains = [], []
         for i in range(run.max_tokens):
-            masked = run.mask(logits)
-            token = self.choose(masked, run.device_generator, options)
-            ll += torch.where(finished, 0.0, picked(torch.log_softmax(logits, -1), token).double())
-            if run.eos is not None:
-                token = torch.where(finished, torch.full_like(token, run.eos), token)
+            token = self.choose(run.mask(logits), run.device_generator, options)
+            gains.append(picked(torch.log_softmax(logits, -1), token))
+            if run.eos is not None:  # a finished row repeats the end token (the constraint expects it)
+                token = torch.where(finished, run.eos, token)
                 finished |= token == run.eos
             chosen.append(token)
             if (run.eos is not None and i % 8 == 7 and bool(finished.all())) or i + 1 == run.max_tokens:
                 break
             logits, state = run.step(token, state)
-        return run.finish(torch.stack(chosen, dim=1), ll)
+        tokens = torch.stack(chosen, dim=1)
+        return run.finish(tokens, scored(torch.stack(gains, dim=1), tokens, run.eos))
 
     def choose(self, masked: Tensor, generator: torch.Generator, options) -> Tensor:
         return draw(masked, generator, options.temperature, getattr(options, "top_k", 0),

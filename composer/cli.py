@@ -446,7 +446,7 @@ def main() -> None:
 
 # only for the composer program itself (console script or python -m composer), not a host that imports us
 _argv_plugins_dir = plugins_dir_from_argv(sys.argv[1:]) if "composer" in Path(sys.argv[0]).parts[-2:] or \
-    Path(sys.argv[0]).stem == "composer" else None
+    Path(sys.argv[0]).stem in ("composer", "lstm-composer") else None
 if _argv_plugins_dir:
     os.environ["COMPOSER_PLUGINS_DIR"] = _argv_plugins_dir
     from composer.plugins import reset as _reset  # noqa: E402

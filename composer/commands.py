@@ -26,30 +26,56 @@ option_O = click.option("-O", "--option", "requests", type=(str, str), multiple=
 option_device = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 
 
-def generation_options(f: Any) -> Any:
-    """--style/--checkpoint, -n, --seed, --sampler and its options, -o, --format, --force, --device, -O."""
-    opts = [
-        click.option("--style", help="A style name (see `composer styles`)."),
-        click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint file instead of a style."),
-        click.option("-n", "--num-outputs", "n", type=int, default=1, show_default=True, help="How many to write."),
-        click.option("--seed", type=click.IntRange(min=0),
-                     help="Random seed; the same seed and settings give the same output (default: random)."),
-        click.option("--sampler", help="Sampler, i.e. generation strategy (see `composer samplers`)."),
-        click.option("-S", "--sampler-option", "sampler_options", type=(str, str), multiple=True, metavar="KEY VALUE",
-                     help="Sampler option, repeatable (e.g. -S beam_size 8; `composer samplers` lists them)."),
-        click.option("--temperature", type=float, help="Shorthand for -S temperature T."),
-        click.option("--top-k", type=int, help="Shorthand for -S top_k K."),
-        click.option("--top-p", type=float, help="Shorthand for -S top_p P."),
-        click.option("-o", "--output", "output_dir", default=".", show_default=True, type=click.Path(file_okay=False),
-                     help="Folder for the files."),
-        click.option("--format", "formats", help="Comma-separated output formats (`composer writers` lists them)."),
-        click.option("--force", is_flag=True, help="Overwrite files of the same name."),
-        option_device,
-        option_O,
-    ]
-    for opt in reversed(opts):
+option_style = click.option("--style", help="A style name (see `composer styles`).")
+option_checkpoint = click.option("--checkpoint", type=click.Path(dir_okay=False),
+                                 help="A checkpoint file instead of a style.")
+option_n = click.option("-n", "--num-outputs", "n", type=int, default=1, show_default=True, help="How many to write.")
+option_seed = click.option("--seed", type=click.IntRange(min=0),
+                           help="Random seed; the same seed and settings give the same output (default: random).")
+sampler_option_stack = [
+    click.option("--sampler", help="Sampler, i.e. generation strategy (see `composer samplers`)."),
+    click.option("-S", "--sampler-option", "sampler_options", type=(str, str), multiple=True, metavar="KEY VALUE",
+                 help="Sampler option, repeatable (e.g. -S beam_size 8; `composer samplers` lists them)."),
+    click.option("--temperature", type=float, help="Shorthand for -S temperature T."),
+    click.option("--top-k", type=int, help="Shorthand for -S top_k K."),
+    click.option("--top-p", type=float, help="Shorthand for -S top_p P."),
+]
+file_option_stack = [
+    click.option("-o", "--output", "output_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+                 help="Folder for the files."),
+    click.option("--format", "formats", help="Comma-separated output formats (`composer writers` lists them)."),
+    click.option("--force", is_flag=True, help="Overwrite files of the same name."),
+]
+
+
+def apply_options(options: list[Any], f: Any) -> Any:
+    """``f`` decorated with click options, listed in the order help shows them."""
+    for opt in reversed(options):
         f = opt(f)
     return f
+
+
+def generation_options(f: Any) -> Any:
+    """--style/--checkpoint, -n, --seed, --sampler and its options, -o, --format, --force, --device, -O."""
+    return apply_options([option_style, option_checkpoint, option_n, option_seed, *sampler_option_stack,
+                          *file_option_stack, option_device, option_O], f)
+
+
+def sampling_options(f: Any) -> Any:
+    """--style/--checkpoint, --seed, --sampler and its options, --device, -O: generation_options without the
+    file options, for a command that generates one piece and does something else with it (``play``)."""
+    return apply_options([option_style, option_checkpoint, option_seed, *sampler_option_stack, option_device,
+                          option_O], f)
+
+
+def sampler_settings(sampler_options: tuple = (), temperature: float | None = None, top_k: int | None = None,
+                     top_p: float | None = None) -> dict[str, Any]:
+    """The sampler's options from ``-S`` pairs and the ``--temperature``/``--top-k``/``--top-p`` shorthands
+    (which win)."""
+    options: dict[str, Any] = keyed(sampler_options)
+    options.update({k: v for k, v in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p))
+                    if v is not None})
+    return options
 
 
 def keyed(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -74,9 +100,7 @@ def generate_and_write(session: Session, *, n: int, seed: int | None, sampler: s
     them and summarise. ``label``: a class-conditional model's class; ``like``: a file to draw variations of;
     ``interpolate``: two files to morph between (autoencoders)."""
     start = time.time()
-    options = keyed(sampler_options)
-    options.update({k: v for k, v in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p))
-                    if v is not None})
+    options = sampler_settings(sampler_options, temperature, top_k, top_p)
     seed = new_seed() if seed is None else seed
     writers, _ = session.writers(formats)
     name = session.stem(seed, stem)

@@ -1,5 +1,5 @@
 """The built-in MIDI plugin: melody, polyphony and performance encoders; music21's corpus and MIDI and
-score files as corpora; MIDI, MusicXML, piano-roll PNG and WAV output; the ``harmonize`` command.
+score files as corpora; MIDI, MusicXML, piano-roll PNG and WAV output; the ``harmonize`` and ``play`` commands.
 
 Importing it is cheap: music21 and matplotlib are imported where they are used."""
 
@@ -57,9 +57,10 @@ def register_corpora(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    from composer_midi.commands import harmonize
+    from composer_midi.commands import harmonize, play
 
     cli.add_command(harmonize)
+    cli.add_command(play)
 
 
 @hookimpl

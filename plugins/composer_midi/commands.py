@@ -1,13 +1,24 @@
-"""``composer harmonize``: the MIDI plugin's command, added through ``register_commands``."""
+"""The MIDI plugin's commands, added through ``register_commands``: ``composer harmonize`` and
+``composer play`` (live MIDI out; its workings are in :mod:`composer_midi.live`)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from composer import ComposerError
-from composer.commands import generate_and_write, generation_options, keyed, open_session
+from composer.commands import (
+    generate_and_write,
+    generation_options,
+    keyed,
+    open_session,
+    sampler_settings,
+    sampling_options,
+)
+from composer.session import new_seed
 
 
 @click.command()
@@ -32,3 +43,97 @@ def harmonize(melody_file, melody_text, style, checkpoint, device, requests, **o
         raise ComposerError(f"the {session.encoder.name} encoder cannot harmonize a melody")
     requests = {**keyed(requests), "melody": Path(melody_file) if melody_file else melody_text}
     generate_and_write(session, requests=requests, stem=f"{session.name}-harmony", **opts)
+
+
+class Progress:
+    """Elapsed and total seconds on one line of stderr, redrawn at most ten times a second; only on a
+    terminal, where a redrawn line reads as a clock (in a log file it would be hundreds of lines)."""
+
+    def __init__(self, total: float, stream: Any = None) -> None:
+        self.total, self.stream = total, stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.elapsed, self.shown = 0.0, -1.0
+
+    def __call__(self, elapsed: float) -> None:
+        self.elapsed = elapsed
+        if self.live and (elapsed - self.shown >= 0.1 or elapsed >= self.total):
+            self.shown = elapsed
+            self.stream.write(f"\r  {min(elapsed, self.total):6.1f} / {self.total:.1f} s")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.live and self.shown >= 0:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@click.command()
+@sampling_options
+@click.option("--length", type=float,
+              help="Length in the model's own unit (`composer encoders` gives each encoder's).")
+@click.option("--primer", type=click.Path(exists=True, dir_okay=False),
+              help="Continue this file (any file the model's corpus readers take).")
+@click.option("--label", help="The class to generate, for a class-conditional model.")
+@click.option("--port", "port_name", metavar="NAME",
+              help="Output port: its exact name or a unique part of it (default: the first port). "
+                   "With --virtual: the new port's name (default composer).")
+@click.option("--list-ports", is_flag=True, help="List the MIDI output ports, one per line, and exit.")
+@click.option("--virtual", is_flag=True,
+              help="Open a new virtual output port for a DAW or synth to connect to (ALSA, JACK, macOS).")
+@click.pass_context
+def play(ctx, style, checkpoint, device, seed, sampler, sampler_options, temperature, top_k, top_p, requests,
+         length, primer, label, port_name, list_ports, virtual) -> None:
+    """Generate a piece and play it on a MIDI output port in real time.
+
+    A DAW or a synth listening on the port plays and records it. Needs the midi-out extra:
+    pip install 'lstm-composer[midi-out]'. Ctrl-C stops it and turns every note off.
+
+    \b
+    composer play --list-ports
+    composer play --style bach --seed 1
+    composer play --style bach --port FLUID --temperature 0.9
+    composer play --style irish --virtual
+    """
+    from composer_midi import live
+
+    ports = live.output_ports()
+    if list_ports:
+        names = ports.names()
+        for name in names:
+            click.echo(name)
+        if not names:
+            click.echo(live.NO_PORTS, err=True)
+        return
+    name, picked = (port_name or live.VIRTUAL_NAME, False) if virtual else ports.choose(port_name)
+    session = open_session(style, checkpoint, device)
+    live.playable(session)
+    port = ports.open(name, virtual)  # before generating: a port that fails should not cost a piece's time
+    try:
+        if virtual:
+            click.echo(f"virtual MIDI port '{name}' is open", err=True)
+        seed = new_seed() if seed is None else seed
+        pieces = session.generate(1, seed=seed, length=length, sampler=sampler,
+                                  primer=Path(primer) if primer else None, requests=keyed(requests), label=label,
+                                  **sampler_settings(sampler_options, temperature, top_k, top_p))
+        timed = live.messages(live.to_midi(session, pieces[0]))
+        if not any(message.type == "note_on" for _, message in timed):
+            raise ComposerError("the piece has no notes to play; try another --seed or a longer --length")
+        total = timed[-1][0]
+        if virtual and sys.stdin.isatty():
+            click.echo("connect your DAW or synth to it, then press Enter to start", err=True)
+            sys.stdin.readline()
+        elif picked:
+            click.echo(f"playing on '{name}', the first MIDI output port (--port picks another)", err=True)
+        progress = Progress(total)
+        try:
+            live.play(timed, port, progress=progress)
+        except KeyboardInterrupt:
+            progress.close()
+            click.echo(f"stopped at {progress.elapsed:.1f} of {total:.1f} s; all notes off", err=True)
+            ctx.exit(130)
+        progress.close()
+    finally:
+        port.close()
+    summary = session.encoder.summarize(pieces[0])
+    click.echo(f"played {session.stem(seed)} ({summary + ', ' if summary else ''}{total:.1f} s) on '{name}' "
+               f"(seed {seed}, sampler {pieces.sampler})")

@@ -14,6 +14,7 @@ import click
 from composer import __version__
 from composer.api import ComposerError
 from composer.commands import generate_and_write, generation_options, keyed, open_session, option_device
+from composer.serve import serve_command
 from composer.session import FINETUNE_DEFAULTS
 
 
@@ -427,6 +428,9 @@ def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, rank_so
         for name in names:
             a, b = stats["corpus"].get(name), stats["generated"].get(name)
             click.echo(f"{name:{width}}  {_fmt(a):>10}  {_fmt(b):>16}")
+
+
+cli.add_command(serve_command)  # the web page (composer/serve.py; its extra is imported when it runs)
 
 
 def _fmt(value: Any) -> str:

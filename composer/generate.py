@@ -10,7 +10,7 @@ so that no step waits for the host.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,8 +34,9 @@ class Decoding:
 
     def __init__(self, model: Any, prefix: Any, *, n: int, max_tokens: int, eos: int | None,
                  constraint: Constraint | None, seed: int, device: torch.device, history_from: int,
-                 inputs: dict[str, Tensor] | None = None) -> None:
+                 inputs: dict[str, Tensor] | None = None, progress: Callable[[int, int], None] | None = None) -> None:
         self.model, self.n, self.max_tokens = model, n, max_tokens
+        self.progress, self.steps = progress, 0  # progress(steps, max_tokens) after each step, for a front end
         self.eos, self.constraint, self.seed, self.device = eos, constraint, seed, device
         self.head = getattr(model, "head", None)  # a model without one gives logits (a categorical head)
         self.categorical = self.head is None or bool(getattr(self.head, "categorical", False))
@@ -86,6 +87,9 @@ class Decoding:
         if self.constraint is not None:
             self.constraint.advance(tokens)
         output, state = self.model.step(tokens, state, **self.inputs)
+        self.steps += 1
+        if self.progress is not None:
+            self.progress(self.steps, self.max_tokens)
         return self._float(output), state
 
     def sample_index(self, probs: Tensor) -> Tensor:
@@ -172,11 +176,13 @@ def generate(
     device: torch.device | str = "cpu",
     options: Any = None,
     inputs: dict[str, Tensor] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Generated]:
     """Generate ``n`` sequences with ``sampler``; each starts with the encoder's start token (or row) and
     ``primer`` and ends at the end (token or head's end) or after ``max_tokens`` new steps. ``inputs``:
     conditioning the model takes at every step (``cond``: class ids; ``latent``: codes), one row or ``n``.
-    The same seed gives the same result."""
+    ``progress(steps, max_tokens)`` is called after every model step (a front end's progress display; beam
+    search may take more steps than ``max_tokens``). The same seed gives the same result."""
     prefix = ([encoder.bos] if encoder.bos is not None else []) + [row for row in primer]
     if not len(prefix):
         raise ComposerError("this encoder has no start token: give a primer to start from")
@@ -185,7 +191,7 @@ def generate(
     model.eval()
     run = Decoding(model, prefix, n=n, max_tokens=max_tokens, eos=encoder.eos, constraint=constraint, seed=seed,
                    device=torch.device(device), history_from=1 if encoder.bos is not None else 0,
-                   inputs=inputs)
+                   inputs=inputs, progress=progress)
     with generation_threads(run.device):
         results = sampler.generate(run, options if options is not None else sampler.options())
     if len(results) != n:

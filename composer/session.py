@@ -16,6 +16,7 @@ import math
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,8 @@ class Session:
 
     def generate(self, n: int = 1, *, seed: int | None = None, length: float | None = None,
                  sampler: str | None = None, primer: Any = None, requests: dict[str, Any] | None = None,
-                 label: str | None = None, latent: Any = None, like: Any = None, **options: Any) -> Pieces:
+                 label: str | None = None, latent: Any = None, like: Any = None,
+                 progress: Callable[[int, int], None] | None = None, **options: Any) -> Pieces:
         """``n`` new pieces, decoded (PrettyMIDI for music, str for text). ``seed``: the same seed and settings
         give the same pieces (default: a fresh one, kept in ``pieces.seed``); ``length`` in the encoder's
         unit; ``sampler``: a registered sampler (see ``composer samplers``); ``primer``: a file (Path) or an
@@ -160,7 +162,8 @@ class Session:
 
         Class-conditional models take a ``label`` (see ``labels``; default: one drawn per piece from the seed).
         Autoencoders take ``latent`` codes ([latent_size] or [n, latent_size]; default: drawn from the prior)
-        or ``like``: an item or file whose code's neighbourhood the pieces are drawn from (variations)."""
+        or ``like``: an item or file whose code's neighbourhood the pieces are drawn from (variations).
+        ``progress(steps, max_tokens)``, if given, is called after every generation step (results do not change)."""
         from composer.generate import generate
 
         if not isinstance(n, int) or not 1 <= n <= MAX_OUTPUTS:
@@ -180,7 +183,7 @@ class Session:
         inputs = self._inputs(n, seed, label, latent, like)
         sequences = generate(self.model, self.encoder, chosen, n=n, max_tokens=plan.max_tokens,
                              primer=tokens if len(tokens) else plan.primer, constraint=plan.constraint, seed=seed,
-                             device=self.device, options=opts, inputs=inputs)
+                             device=self.device, options=opts, inputs=inputs, progress=progress)
         items = [self.encoder.decode(seq.tokens) for seq in sequences]
         labels = None
         if "cond" in inputs:

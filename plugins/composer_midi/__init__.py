@@ -71,5 +71,6 @@ def register_writers(register: Callable[[Any], None]) -> None:
         Writer("png", MODALITY, ".png", writers.write_png, writers.png_available, description="piano roll (matplotlib)")
     )
     register(
-        Writer("wav", MODALITY, ".wav", writers.write_wav, writers.wav_available, description="audio (FluidSynth)")
+        Writer("wav", MODALITY, ".wav", writers.write_wav, writers.wav_available,
+               description="audio (FluidSynth with a GM soundfont where installed, else a built-in synthesiser)")
     )

@@ -11,6 +11,7 @@ import numpy as np
 import pretty_midi
 
 from composer import ComposerError
+from composer_midi import synth
 from composer_midi.scores import midi_to_score
 
 SOUNDFONT_FOLDERS = (
@@ -20,15 +21,8 @@ SOUNDFONT_FOLDERS = (
     "/opt/homebrew/share/soundfonts",
 )
 PREFERRED_SOUNDFONT = "FluidR3_GM.sf2"
-SAMPLE_RATE = 44100
-NO_FLUIDSYNTH = (
-    "the wav format needs FluidSynth: pip install 'lstm-composer[audio]' (pyfluidsynth) and install "
-    "libfluidsynth and the fluid-soundfont-gm soundfont"
-)
-NO_SOUNDFONT = (
-    "the wav format needs a General MIDI soundfont: install fluid-soundfont-gm or set COMPOSER_SOUNDFONT to "
-    "an .sf2 file"
-)
+SAMPLE_RATE = 44100  # FluidSynth's; the built-in synthesiser writes at synth.RATE
+MISSING_SOUNDFONT = "COMPOSER_SOUNDFONT names no file: {}; unset it to use the built-in synthesiser"
 
 
 def write_mid(item: pretty_midi.PrettyMIDI, path: Path) -> None:
@@ -88,20 +82,42 @@ def find_soundfont() -> Path | None:
     return next((p for p in found if p.name == PREFERRED_SOUNDFONT), found[0] if found else None)
 
 
-def wav_available() -> str | None:
+def fluidsynth_installed() -> bool:
     try:
         import fluidsynth  # noqa: F401  (pyfluidsynth; importing it also loads libfluidsynth)
     except (ImportError, OSError):
-        return NO_FLUIDSYNTH
-    return NO_SOUNDFONT if find_soundfont() is None else None
+        return False
+    return True
+
+
+def synthesizer() -> str:
+    """``"fluidsynth"`` where pyfluidsynth, libfluidsynth and a General MIDI soundfont are installed, else
+    ``"built-in"`` (:mod:`composer_midi.synth`), so that WAV output works everywhere."""
+    return "fluidsynth" if find_soundfont() is not None and fluidsynth_installed() else "built-in"
+
+
+def wav_available() -> str | None:
+    """Always available, except where the user named a soundfont that is not there: falling back to the
+    built-in synthesiser then would hide their mistake."""
+    chosen = os.environ.get("COMPOSER_SOUNDFONT")
+    return MISSING_SOUNDFONT.format(chosen) if chosen and not Path(chosen).is_file() else None
 
 
 def write_wav(item: pretty_midi.PrettyMIDI, path: Path) -> None:
-    """Mono 16-bit audio synthesized by FluidSynth, peaks normalized."""
-    soundfont = find_soundfont()
-    if soundfont is None:
-        raise ComposerError(NO_SOUNDFONT)
-    audio = item.fluidsynth(fs=SAMPLE_RATE, sf2_path=str(soundfont))
+    """Mono 16-bit audio, peaks normalized: FluidSynth with a soundfont where installed, else the built-in
+    synthesiser."""
+    missing = wav_available()
+    if missing:
+        raise ComposerError(missing)
+    if synthesizer() == "fluidsynth":
+        rate, audio = SAMPLE_RATE, item.fluidsynth(fs=SAMPLE_RATE, sf2_path=str(find_soundfont()))
+    else:
+        rate, audio = synth.RATE, synth.render(item)
+    write_samples(audio, rate, path)
+
+
+def write_samples(audio: np.ndarray, rate: int, path: Path) -> None:
+    """Float audio as a mono 16-bit WAV file, scaled so that its peak sits at 90% of full scale."""
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak > 0:
         audio = audio * (0.9 / peak)
@@ -109,5 +125,5 @@ def write_wav(item: pretty_midi.PrettyMIDI, path: Path) -> None:
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
+        out.setframerate(rate)
         out.writeframes(samples.tobytes())

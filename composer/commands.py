@@ -12,6 +12,7 @@ A plugin's command looks like this (the MIDI plugin's ``harmonize`` is one)::
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ file_option_stack = [
                  help="Folder for the files."),
     click.option("--format", "formats", help="Comma-separated output formats (`composer writers` lists them)."),
     click.option("--force", is_flag=True, help="Overwrite files of the same name."),
+    click.option("--soundfont", type=click.Path(exists=True, dir_okay=False),
+                 help="General MIDI soundfont (.sf2) for wav output through FluidSynth (sets COMPOSER_SOUNDFONT)."),
 ]
 
 
@@ -56,7 +59,8 @@ def apply_options(options: list[Any], f: Any) -> Any:
 
 
 def generation_options(f: Any) -> Any:
-    """--style/--checkpoint, -n, --seed, --sampler and its options, -o, --format, --force, --device, -O."""
+    """--style/--checkpoint, -n, --seed, --sampler and its options, -o, --format, --force, --soundfont,
+    --device, -O."""
     return apply_options([option_style, option_checkpoint, option_n, option_seed, *sampler_option_stack,
                           *file_option_stack, option_device, option_O], f)
 
@@ -95,11 +99,13 @@ def generate_and_write(session: Session, *, n: int, seed: int | None, sampler: s
                        top_p: float | None = None, output_dir: str, formats: str | None, force: bool,
                        requests: tuple | dict = (), length: float | None = None, primer: Any = None,
                        stem: str | None = None, label: str | None = None, like: Any = None,
-                       interpolate: tuple | None = None) -> None:
+                       interpolate: tuple | None = None, soundfont: str | None = None) -> None:
     """Generate ``n`` pieces in one batch, write them (never over an existing file without ``force``), list
     them and summarise. ``label``: a class-conditional model's class; ``like``: a file to draw variations of;
     ``interpolate``: two files to morph between (autoencoders)."""
     start = time.time()
+    if soundfont:  # read by the wav writer (the MIDI plugin), like the variable set by hand
+        os.environ["COMPOSER_SOUNDFONT"] = str(Path(soundfont).resolve())
     options = sampler_settings(sampler_options, temperature, top_k, top_p)
     seed = new_seed() if seed is None else seed
     writers, _ = session.writers(formats)

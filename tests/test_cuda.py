@@ -101,8 +101,9 @@ def test_mixed_precision_training_follows_fp32_within_a_tolerance(precision):
 
 
 def test_generation_steps_never_wait_for_the_host_and_a_seed_repeats_on_the_gpu():
-    from composer.generate import Decoding
     from composer_samplers import draw
+
+    from composer.generate import Decoding
 
     model = _toy_model().cuda().eval()
     runs = []

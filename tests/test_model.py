@@ -420,7 +420,8 @@ def test_draw_index_on_the_cpu_is_torch_multinomial_and_the_gpu_race_has_the_sam
         torch.testing.assert_close(frequencies, probs[row].double(), atol=0.01, rtol=0)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"cell": "gru"}, {"attention": 4}, {"cond_size": 3, "cond_classes": CLASSES}])
+@pytest.mark.parametrize("overrides",
+                         [{}, {"cell": "gru"}, {"attention": 4}, {"cond_size": 3, "cond_classes": CLASSES}])
 def test_generation_steps_of_a_plain_stack_give_the_per_layer_numbers_bit_for_bit(overrides):
     torch.manual_seed(0)
     model = SequenceModel(ModelConfig(**{"vocab_size": VOCAB, "layers": 3, "hidden_size": 12, "embedding_size": 6,

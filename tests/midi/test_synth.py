@@ -76,3 +76,24 @@ def test_drums_and_silence_render_without_error() -> None:
     drums.instruments[0].is_drum = True
     assert np.abs(synth.render(drums)).max() > 0
     assert not np.any(synth.render(pretty_midi.PrettyMIDI()))
+
+
+def test_soundfont_option_names_the_file_the_wav_writer_uses(tmp_path: Path, monkeypatch) -> None:
+    import composer
+    from composer.commands import generate_and_write
+
+    monkeypatch.delenv("COMPOSER_SOUNDFONT", raising=False)
+    font = tmp_path / "mine.sf2"
+    font.write_bytes(b"RIFF")
+    session = composer.load("bach", device="cpu")
+    generate_and_write(session, n=1, seed=1, sampler="greedy", output_dir=str(tmp_path / "out"), formats="mid",
+                       force=False, length=1, soundfont=str(font))
+    assert writers.find_soundfont() == font.resolve()
+
+
+def test_a_missing_soundfont_is_one_line(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    result = run_cli(["sample", "--style", "bach", "--format", "wav", "--soundfont", str(tmp_path / "none.sf2"),
+                      "-o", str(tmp_path)])
+    assert result.returncode != 0 and "none.sf2" in result.stderr and "Traceback" not in result.stderr

@@ -429,6 +429,11 @@ def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, rank_so
             click.echo(f"{name:{width}}  {_fmt(a):>10}  {_fmt(b):>16}")
 
 
+from composer.inspect_command import inspect  # noqa: E402 - its own module: the command is long
+
+cli.add_command(inspect)
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"

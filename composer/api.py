@@ -173,6 +173,24 @@ class Encoder:
         """A few small items, for the automatic contract tests and smoke checks."""
         return []
 
+    # -- looking inside a model (``composer inspect``, :mod:`composer.inspection`); all optional
+    def properties(self, tokens: Sequence[int]) -> dict[str, Any]:
+        """Named properties of each position of an encoded sequence, for finding the model's cells that track
+        them: ``tokens`` as the model reads them (the start token first, no end token needed); returns
+        name -> a float sequence with one value per token, the property once that token is read (e.g.
+        "inside quotes", "position in bar"). NaN marks a position where a property is undefined (it is
+        left out of the correlation there). Default: none."""
+        return {}
+
+    def token_labels(self, tokens: Sequence[int]) -> list[str]:
+        """A short label per token for a time axis: the character itself for a character encoding (a
+        picture shows such text coloured by a cell), a note name for music. Default: the ids."""
+        return [str(t) if isinstance(t, int) else "" for t in tokens]
+
+    def time_marks(self, tokens: Sequence[int]) -> dict[int, str]:
+        """Positions worth a line on a time axis, with a label (bar starts, line starts). Default: none."""
+        return {}
+
     # -- checkpoint state
     def state_dict(self) -> dict:
         """JSON-safe state; the default stores the options."""

@@ -432,6 +432,10 @@ def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, rank_so
 
 cli.add_command(serve_command)  # the web page (composer/serve.py; its extra is imported when it runs)
 
+from composer.inspect_command import inspect  # noqa: E402 - its own module: the command is long
+
+cli.add_command(inspect)
+
 
 def _fmt(value: Any) -> str:
     if value is None:

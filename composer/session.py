@@ -386,6 +386,15 @@ class Session:
         """Where writers that lay out a whole run in one file (a grid of drawings) put it: ``STEM-grid.SUFFIX``."""
         return [Path(folder) / f"{stem}-grid{w.suffix}" if w.write_grid is not None else None for w in writers]
 
+    # -- a look inside
+    def inspect(self, primer: Any = None, *, prime: str | None = None, max_steps: int = 2000, state: str = "c") -> Any:
+        """The model's activity over a primer (a file as a Path, or an item; or ``prime`` text for a text
+        style) read teacher-forced: a :class:`composer.inspection.Inspection` (cells correlated with the
+        encoder's properties, gate saturation, ``picture()`` as PNG bytes). At most ``max_steps`` positions."""
+        from composer.inspection import inspect_session
+
+        return inspect_session(self, primer, prime=prime, max_steps=max_steps, state=state)
+
     # -- scoring
     def score(self, items: list, batch_size: int = 16) -> Scores:
         """NLL of the items under the model (nats per token and per time step). Pieces from :meth:`generate`

@@ -33,6 +33,7 @@ __all__ = [
     "Strokes",
     "Tiny",
     "check_encoder",
+    "check_properties",
     "check_round_trip",
     "check_sampler",
     "check_seeds",
@@ -149,6 +150,28 @@ def check_state(encoder: Encoder, items: list[Any]) -> None:
                f"after state_dict()/load_state_dict() item {i} encodes as {_short(b)} instead of {_short(a)}")
 
 
+def check_properties(encoder: Encoder, items: list[Any]) -> None:
+    """What ``composer inspect`` asks of an encoder, on each item's encoding: ``properties`` gives one float
+    (or NaN) per token under each name, ``token_labels`` one string per token, ``time_marks`` positions
+    inside the sequence (all three have defaults: an encoder that names no properties passes)."""
+    subject = _encoder_subject(encoder)
+    for i, item in enumerate(items):
+        seq = encoder.encode(item)
+        tokens = [int(t) for t in seq] if not encoder.input_dim else list(np.asarray(seq))
+        for name, values in encoder.properties(tokens).items():
+            values = np.asarray(values, dtype=np.float64)
+            _check(values.shape == (len(tokens),), subject,
+                   f"property {name!r} of item {i} has shape {values.shape}; expected one value per token "
+                   f"({len(tokens)})")
+            _check(not np.isinf(values).any(), subject, f"property {name!r} of item {i} holds an infinite value")
+        labels = encoder.token_labels(tokens)
+        _check(len(labels) == len(tokens) and all(isinstance(label, str) for label in labels), subject,
+               f"token_labels of item {i} gave {len(labels)} labels for {len(tokens)} tokens (strings, one per token)")
+        marks = encoder.time_marks(tokens)
+        _check(all(0 <= int(t) < len(tokens) for t in marks), subject,
+               f"time_marks of item {i} has positions outside 0..{len(tokens) - 1}")
+
+
 def _tiny_model_for(encoder: Encoder, reg: Any) -> Any:
     from composer.model import ModelConfig, build_model
     from composer.training import _head_fields
@@ -254,13 +277,15 @@ def check_seeds(encoder: Encoder, items: list[Any], registry: Any = None, model:
 
 def check_encoder(encoder: Any, *, registry: Any = None) -> None:
     """All the encoder checks on ``encoder`` (a registered name, or an ``Encoder`` subclass), with its
-    ``example_items()``: round trip, state, a tiny train-and-sample run, seeds and constraint. ``registry``:
+    ``example_items()``: round trip, state, inspection properties, a tiny train-and-sample run, seeds and
+    constraint. ``registry``:
     where names, model heads and the sampler are looked up (default: :func:`registry`, the built-ins; pass
     ``registry(my_plugin)`` for an encoder your plugin registers, or whose head it registers)."""
     reg = registry if registry is not None else globals()["registry"]()
     instance, items = _resolve_encoder(encoder, reg)
     check_round_trip(instance, items)
     check_state(instance, items)
+    check_properties(instance, items)
     model = check_trains_and_samples(instance, items, reg)
     check_seeds(instance, items, reg, model=model)
 

@@ -51,6 +51,11 @@ def test_encoder_state_survives_a_checkpoint(registry, name):
 
 
 @pytest.mark.parametrize("name", ENCODERS)
+def test_encoder_properties_have_one_value_per_token(registry, name):
+    testing.check_properties(*make_encoder(registry, name))
+
+
+@pytest.mark.parametrize("name", ENCODERS)
 def test_encoder_trains_and_samples_seeded_under_its_constraint(registry, name):
     encoder, items = make_encoder(registry, name)
     model = testing.check_trains_and_samples(encoder, items, registry)

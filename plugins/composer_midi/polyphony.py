@@ -9,6 +9,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pretty_midi
 
 from composer import Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
@@ -221,6 +222,66 @@ class PolyphonyEncoder(Encoder):
 
     def example_items(self) -> list[pretty_midi.PrettyMIDI]:
         return example_pieces()
+
+    # -- looking inside a model
+    def _step_of(self, tokens: Sequence[int]) -> list[int]:
+        """The time step each token is part of: a STEP_END closes its step and belongs to it; START to step 0."""
+        steps, step = [], 0
+        for token in tokens:
+            steps.append(step)
+            step += token == STEP_END
+        return steps
+
+    def properties(self, tokens: Sequence[int]) -> dict[str, np.ndarray]:
+        """Per token, of the time step it is part of: ``position in bar`` (the step within a 4/4 bar, as
+        ``--length`` counts bars: a piece in another meter drifts across it), ``on a beat`` (1 on the
+        quarter-note grid), ``soprano pitch`` and ``bass pitch`` (the step's highest and lowest notes; NaN
+        in a silent step); and of the token itself: ``step end`` (1 for STEP_END),
+        ``note number in step`` (1 for the step's first, highest note, 2 for the next; 0 for other
+        tokens), ``pitch`` and ``held note`` (1 for CONTINUED_NOTE, 0 for NEW_NOTE; both NaN for other
+        tokens)."""
+        steps = self._step_of(tokens)
+        top: dict[int, int] = {}
+        bottom: dict[int, int] = {}
+        pitch = np.full(len(tokens), np.nan)
+        held = np.full(len(tokens), np.nan)
+        number = np.zeros(len(tokens))
+        count = 0
+        for t, (token, step) in enumerate(zip(tokens, steps)):
+            if token >= FIRST_NOTE:
+                pitch[t] = self._pitch(token)
+                held[t] = float(token >= FIRST_NOTE + self.pitches)
+                top[step] = max(top.get(step, 0), int(pitch[t]))
+                bottom[step] = min(bottom.get(step, 127), int(pitch[t]))
+                count += 1
+                number[t] = count
+            else:
+                count = 0
+        return {
+            "position in bar": np.array([step % self.bar_steps for step in steps], dtype=float),
+            "on a beat": np.array([step % self.options.steps_per_quarter == 0 for step in steps], dtype=float),
+            "step end": np.array([token == STEP_END for token in tokens], dtype=float),
+            "note number in step": number,
+            "soprano pitch": np.array([top.get(step, np.nan) for step in steps], dtype=float),
+            "bass pitch": np.array([bottom.get(step, np.nan) for step in steps], dtype=float),
+            "pitch": pitch,
+            "held note": held,
+        }
+
+    def token_labels(self, tokens: Sequence[int]) -> list[str]:
+        """Note names (``C4``; ``C4~`` for a held note), ``|`` for STEP_END, ``start`` and ``end``."""
+        names = {START: "start", END: "end", STEP_END: "|"}
+        return [names[t] if t in names else pretty_midi.note_number_to_name(self._pitch(t))
+                + ("~" if t >= FIRST_NOTE + self.pitches else "") for t in tokens]
+
+    def time_marks(self, tokens: Sequence[int]) -> dict[int, str]:
+        """The first token of every 4/4 bar: ``bar 1``, ``bar 2``, ..."""
+        marks, last = {}, -1
+        for t, step in enumerate(self._step_of(tokens)):
+            if step % self.bar_steps == 0 and step != last:
+                marks[t] = f"bar {step // self.bar_steps + 1}"
+            last = step
+        return marks
 
 
 def parse_melody(text: str, steps_per_quarter: int) -> list[tuple[int, int, int]]:

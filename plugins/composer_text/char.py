@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from composer import Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
 
 START, END, UNKNOWN = 0, 1, 2
@@ -145,6 +147,48 @@ class CharEncoder(Encoder):
 
     def example_items(self) -> list[str]:
         return list(EXAMPLES)
+
+    # -- looking inside a model
+    def characters(self, tokens: Sequence[int]) -> str:
+        """The text of tokens position by position: one character per token, NUL for START and END (so
+        that positions line up), U+FFFD for UNKNOWN."""
+        return "".join(self.chars[t - FIRST_CHAR] if t >= FIRST_CHAR else REPLACEMENT if t == UNKNOWN else "\0"
+                       for t in tokens)
+
+    def properties(self, tokens: Sequence[int]) -> dict[str, np.ndarray]:
+        """``inside quotes`` (after an opening ``"`` or “, up to and without its closing one),
+        ``inside parentheses`` and ``inside brackets`` (``(...)`` and ``[...]``, nested or not; the opening
+        character counts as inside, the closing one not) and ``position in line`` (characters read on the
+        line so far: 1 for a line's first character, 0 for a newline)."""
+        text = self.characters(tokens)
+        quotes, parens, brackets, column = (np.zeros(len(text)) for _ in range(4))
+        inside, depth = False, {"(": 0, "[": 0}
+        closing = {")": "(", "]": "["}
+        col = 0
+        for t, char in enumerate(text):
+            if char == '"':
+                inside = not inside
+            elif char in "“”":
+                inside = char == "“"
+            if char in depth:
+                depth[char] += 1
+            elif char in closing:
+                depth[closing[char]] = max(0, depth[closing[char]] - 1)
+            col = 0 if char in "\n\0" else col + 1
+            quotes[t], parens[t], brackets[t] = inside, depth["("] > 0, depth["["] > 0
+            column[t] = col
+        return {"inside quotes": quotes, "inside parentheses": parens, "inside brackets": brackets,
+                "position in line": column}
+
+    def token_labels(self, tokens: Sequence[int]) -> list[str]:
+        """The characters themselves (START and END: empty)."""
+        return [c if c != "\0" else "" for c in self.characters(tokens)]
+
+    def time_marks(self, tokens: Sequence[int]) -> dict[int, str]:
+        """The first character of every line: ``line 1``, ``line 2``, ..."""
+        text = self.characters(tokens)
+        starts = [t for t, c in enumerate(text) if c not in "\n\0" and (t == 0 or text[t - 1] in "\n\0")]
+        return {t: f"line {n}" for n, t in enumerate(starts, 1)}
 
     # -- checkpoint state
     def state_dict(self) -> dict:

@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from composer_text.char import CharEncoder
 
 TUNE_START = re.compile(r"X:")
@@ -254,3 +256,104 @@ class AbcEncoder(CharEncoder):
 
     def example_items(self) -> list[str]:
         return list(EXAMPLE_TUNES)
+
+    def properties(self, tokens: Any) -> dict[str, Any]:
+        """The character encoder's ``inside quotes`` (chord symbols) and ``position in line``, and for ABC:
+        ``in header`` (the lines from ``X:`` to ``K:``), ``inside a slur`` (``(...)``; ``(3`` opens a
+        tuplet, not a slur), ``inside a chord`` (``[CEG]``; not ``[1`` or ``[K:G]``) and ``time in bar``
+        (where the current note starts, in unit note lengths ``L:`` since the last bar line; NaN in the
+        header and on field lines)."""
+        text = self.characters(tokens)
+        own = abc_properties(text)
+        inherited = super().properties(tokens)
+        return {"in header": own["in header"], "inside quotes": inherited["inside quotes"],
+                "inside a slur": own["inside a slur"], "inside a chord": own["inside a chord"],
+                "time in bar": own["time in bar"], "position in line": inherited["position in line"]}
+
+
+# ------------------------------------------------------------------------- what a position is in
+
+MUSIC = re.compile(r"""
+    (?P<field>\[[A-Za-z]:[^\]\n]*\])                       # an inline field: [K:G]
+  | (?P<bar>:*\[?\|[\]|]*:*(?:\[?\d+(?:[,-]\d+)*)? | :: | \[\d+)   # | || |] [| |: :| :|2 |1 [1 ::
+  | \((?P<tuplet>\d)(?::\d*){0,2}                        # (3 or (3:2:3
+  | (?P<grace>\{[^}\n]*\})                                 # grace notes take no time
+  | (?P<chord>\[[^\]\n]*\])(?P<chord_length>\d*/*\d*)      # [CEG]2
+  | (?P<note>[_^=]*[A-Ga-gzxZ][,']*)(?P<length>\d*/*\d*)    # ^c'3/2, z2
+  | (?P<broken>[<>]+)                                       # broken rhythm: A>B
+  | (?P<quoted>"[^"\n]*")                                  # a chord symbol or annotation
+""", re.VERBOSE)
+TUPLET_TIME = {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}  # (p: p notes in the time of q (simple meters)
+
+
+def _length(text: str) -> float:
+    """An ABC length suffix as a multiple of the unit note length: ``2`` 2, ``/`` 0.5, ``3/2`` 1.5, ``//`` 0.25."""
+    number, slashes, denominator = re.fullmatch(r"(\d*)(/*)(\d*)", text).groups()
+    value = float(number or 1)
+    if slashes:
+        value /= float(denominator) if denominator else 2.0 ** len(slashes)
+    return value
+
+
+def abc_properties(text: str) -> dict[str, np.ndarray]:
+    """Per character of ABC text: ``in header``, ``inside a slur``, ``inside a chord`` (0/1) and ``time in
+    bar`` (see :meth:`AbcEncoder.properties`). A NUL character (the start token) belongs to the header."""
+    size = len(text)
+    header, slur, chord = np.zeros(size), np.zeros(size), np.zeros(size)
+    time = np.full(size, np.nan)
+    in_header, depth, now = True, 0, 0.0
+    start = 0
+    for line in text.splitlines(keepends=True):
+        end = start + len(line)
+        content = line.rstrip("\n").lstrip("\0")
+        if content.startswith("X:"):
+            in_header, depth = True, 0
+        if in_header or FIELD.fullmatch(content):
+            header[start:end] = in_header
+            in_header = in_header and not content.startswith("K:")
+            start = end
+            continue
+        onset, last, scale, tuplet_left, stretch = now, 0.0, 1.0, 0, 1.0
+        position = start
+        for found in MUSIC.finditer(line):
+            time[position:start + found.start()] = onset
+            position = start + found.start()
+            if found.group("bar") is not None:
+                now = onset = 0.0
+            elif found.group("tuplet") is not None:
+                p = int(found.group("tuplet"))
+                scale, tuplet_left = TUPLET_TIME.get(p, 2) / p, p
+            elif found.group("broken") is not None:
+                n = len(found.group("broken"))
+                short = 0.5 ** n
+                if found.group("broken")[0] == ">":
+                    now += last * (1 - short)
+                    stretch = short
+                else:
+                    now -= last * (1 - short)
+                    stretch = 2 - short
+            elif found.group("note") is not None or found.group("chord") is not None:
+                if found.group("chord") is not None:
+                    inner = MUSIC.search(found.group("chord")[1:])
+                    base = _length(inner.group("length") or "") if inner and inner.group("note") else 1.0
+                    duration = base * _length(found.group("chord_length"))
+                    chord[position:start + found.end("chord") - 1] = 1  # from [ up to the last note
+                else:
+                    duration = _length(found.group("length"))
+                duration *= stretch * (scale if tuplet_left else 1.0)
+                stretch = 1.0
+                tuplet_left = max(0, tuplet_left - 1)
+                onset, last = now, duration
+                now += duration
+            time[position:start + found.end()] = onset
+            position = start + found.end()
+        time[position:end] = onset
+        for t in range(start, end):
+            char = text[t]
+            if char == "(" and not (t + 1 < size and text[t + 1].isdigit()):
+                depth += 1
+            elif char == ")":
+                depth = max(0, depth - 1)
+            slur[t] = depth > 0
+        start = end
+    return {"in header": header, "inside a slur": slur, "inside a chord": chord, "time in bar": time}

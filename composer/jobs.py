@@ -237,6 +237,7 @@ class Job:
     warnings: list[str] = field(default_factory=list)
     files: dict[str, tuple[str, int]] = field(default_factory=dict)  # file name -> (format, piece index)
     lock: threading.Lock = field(default_factory=threading.Lock)  # held while files are written
+    inspections: dict[int, dict[str, Any]] = field(default_factory=dict)  # piece index -> Inspection.report()
 
     def on_step(self, steps: int, max_steps: int) -> None:
         self.steps, self.max_steps = steps, max_steps
@@ -324,6 +325,29 @@ class JobQueue:
                 if not path.exists():
                     raise ComposerError(next((w for w in written.warnings if name in w), f"{name} was not written"))
         return path
+
+    def inspect(self, job: Job, index: int) -> dict[str, Any]:
+        """A look inside the model for piece ``index`` (from 0) of a finished job: the generated tokens read
+        again, the cells most correlated with the encoder's properties, and the picture among the job's
+        files. Made once per piece, on first request."""
+        if job.state != "done" or not 0 <= index < len(job.pieces.sequences):
+            raise NoSuchJob(f"job {job.id} has no piece {index + 1} to look inside")
+        with job.lock:
+            if index not in job.inspections:
+                from composer.inspection import inspect_sequence
+
+                session = self.sessions.get(job.settings.style)
+                cond = None
+                if job.pieces.labels:
+                    cond = session.label_ids([job.pieces.labels[index]])
+                name = f"{job.results[index]['name']}-inside.png"
+                title = f"{session.name}, {job.results[index]['name']} (generated)"
+                found = inspect_sequence(session.model, job.pieces.sequences[index].tokens, session.encoder,
+                                         cond=cond, title=title)
+                found.picture(path=job.folder / name)
+                job.files[name] = ("inside", index)
+                job.inspections[index] = {**found.report(), "image": f"jobs/{job.id}/files/{name}"}
+        return job.inspections[index]
 
     def close(self) -> None:
         """Stop the worker after its job and delete every job's files."""

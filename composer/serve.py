@@ -97,6 +97,7 @@ def create_app(device: str = "auto", registry: Any = None) -> Any:
         Route("/api/jobs", api.submit, methods=["POST"]),
         Route("/api/jobs/{job}", api.status),
         Route("/api/jobs/{job}/files/{name}", api.file),
+        Route("/api/jobs/{job}/inside/{index:int}", api.inside),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     handlers = {NoSuchJob: api.not_found, ComposerError: api.user_error, HTTPException: api.http_error,
@@ -159,6 +160,12 @@ class Api:
         job = self.jobs.get(request.path_params["job"])
         path = await run_in_threadpool(self.jobs.file, job, request.path_params["name"])
         return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"))
+
+    async def inside(self, request: Any) -> Any:
+        from starlette.concurrency import run_in_threadpool
+
+        job = self.jobs.get(request.path_params["job"])
+        return self.reply(await run_in_threadpool(self.jobs.inspect, job, request.path_params["index"]))
 
     # -- errors: one line of JSON, and the server goes on
     @staticmethod

@@ -76,6 +76,20 @@ def test_a_chorale_job_gives_notes_audio_and_files_written_when_asked(queue):
         queue.file(job, "../../etc/passwd")
 
 
+def test_a_look_inside_a_generated_piece_lists_correlated_cells_and_draws_them(queue):
+    job = queue.submit({"style": "irish", "seed": 3, "length": 200})
+    wait(queue, job)
+    found = queue.inspect(job, 0)
+    assert found["steps"] == len(job.pieces.sequences[0].tokens) and found["layers"]
+    assert "inside quotes" in found["top"] or "time in bar" in found["top"]
+    assert all(-1 <= cell["r"] <= 1 for cells in found["top"].values() for cell in cells)
+    picture = queue.file(job, Path(found["image"]).name)
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert queue.inspect(job, 0) is found  # made once
+    with pytest.raises(jobs.NoSuchJob, match="no piece 2"):
+        queue.inspect(job, 1)
+
+
 def test_a_drawing_job_shows_svgs_and_a_tune_has_notes_where_it_parses(queue):
     drawings = wait(queue, queue.submit({"style": "hershey", "n": 2, "seed": 1, "label": "a"}))
     for piece in drawings["pieces"]:

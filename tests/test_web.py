@@ -299,6 +299,19 @@ def test_the_page_generates_a_chorale_draws_it_plays_it_and_offers_the_midi(page
     assert bytes(page.execute_async_script(FETCH_BYTES, midi.get_attribute("href")))[:4] == b"MThd"
 
 
+def test_the_page_looks_inside_the_model_for_a_generated_chorale(page):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    fill(page, style="bach", length=1, seed=2)
+    (card,) = generate(page)
+    card.find_element(By.CSS_SELECTOR, "button.inside").click()
+    view = WebDriverWait(page, 60).until(lambda d: card.find_elements(By.CSS_SELECTOR, ".inside-view img"))[0]
+    WebDriverWait(page, 20).until(lambda d: d.execute_script("return arguments[0].naturalWidth", view) > 0)
+    cells = card.find_element(By.CSS_SELECTOR, ".inside-view .cells").text
+    assert "position in bar" in cells and "r = " in cells
+
+
 def test_the_page_shows_bad_input_and_the_server_keeps_working(page, tmp_path):
     from selenium.webdriver.common.by import By
 

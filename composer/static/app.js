@@ -245,11 +245,11 @@ function showResults(box, job) {
   const drawingsOnly = job.pieces.every((p) => p.image && !p.notes && p.text == null);
   const holder = drawingsOnly ? element("div", { class: "drawings" }) : box;
   if (drawingsOnly) box.append(holder);
-  for (const piece of job.pieces) holder.append(showPiece(piece));
+  job.pieces.forEach((piece, index) => holder.append(showPiece(piece, job.id, index)));
   box.querySelectorAll("canvas.roll").forEach(drawRoll);
 }
 
-function showPiece(piece) {
+function showPiece(piece, jobId, index) {
   const card = element("div", { class: "piece", "data-name": piece.name },
     element("h3", { text: piece.name }, element("span", { class: "hint", text: piece.summary || "" })));
   if (piece.image) card.append(element("img", { class: "drawing", src: "/api/" + piece.image, alt: piece.name }));
@@ -262,7 +262,42 @@ function showPiece(piece) {
                                  title: file.name, text: file.format }));
   }
   card.append(links);
+  card.append(insideButton(jobId, index, card));
   return card;
+}
+
+// A look inside the LSTM: the piece read again by the model, its cells most correlated with what the encoder
+// names (position in the bar, a voice's pitch, inside quotes...), and the picture `composer inspect` draws.
+function insideButton(jobId, index, card) {
+  const button = element("button", { type: "button", class: "inside", text: "Look inside the model" });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    button.textContent = "reading the piece…";
+    try {
+      const found = await api(`jobs/${jobId}/inside/${index}`);
+      button.remove();
+      card.append(insideView(found));
+    } catch (err) {
+      button.disabled = false;
+      button.textContent = "Look inside the model";
+      card.append(element("p", { class: "error inside-error", role: "alert", text: err.message }));
+    }
+  });
+  return button;
+}
+
+function insideView(found) {
+  const list = element("ul", { class: "cells" });
+  for (const [property, cells] of Object.entries(found.top)) {
+    const shown = cells.map((c) => `layer ${c.layer} cell ${c.cell} (r = ${c.r >= 0 ? "+" : ""}${c.r.toFixed(2)})`);
+    list.append(element("li", {}, element("b", { text: property }), ": " + shown.join(", ")));
+  }
+  const left = found.left_out ? ` (the first ${found.steps} positions; ${found.left_out} more not read)` : "";
+  return element("figure", { class: "inside-view" },
+    element("img", { src: "/api/" + found.image, alt: "activations of the most correlated cells" }),
+    element("figcaption", { text: `Cell states (${found.state}) over the piece${left}; ` +
+                                  "the cells that follow each property most closely:" }),
+    list);
 }
 
 function pianoRoll(piece) {

@@ -86,8 +86,8 @@ def test_tiny_coldstart_and_corpus_sections_run(tmp_path):
     sections = json.loads(out.with_suffix(".json").read_text())["sections"]
     assert sections["coldstart"]["status"] == sections["corpus"]["status"] == "ran"
     phases = [m["name"] for m in sections["coldstart"]["measurements"] if m["name"].startswith("phase: ")]
-    assert phases == ["phase: imports", "phase: plugins", "phase: checkpoint", "phase: generation",
-                      "phase: writing", "phase: interpreter start and exit"]
+    assert phases == ["phase: interpreter start", "phase: imports", "phase: plugins", "phase: checkpoint",
+                      "phase: generation", "phase: writing", "phase: interpreter exit"]
     peaks = [m for m in sections["corpus"]["measurements"] if m["unit"] == "MB"]
     assert len(peaks) == 3 and all(m["value"] > 10 for m in peaks)
 

@@ -3,7 +3,7 @@
 - one chorale, best of N runs, on an otherwise idle machine, then beside one and two busy processes
   (``python -c "while True: pass"``, started and ended here);
 - the same command split into phases in one process (benchmarks/suite/phases.py): imports, plugins, checkpoint,
-  generation, writing, and what is left (starting and ending the interpreter);
+  generation, writing, and starting and ending the interpreter;
 - the modules that take the import time (``python -X importtime``, top-level packages);
 - 64 chorales (``-n 64``) against one.
 """
@@ -34,18 +34,19 @@ def best_of(argv: list[str], repeats: int, env: dict) -> dict:
 
 
 def import_times(env: dict, top: int = 8) -> list[tuple[str, float]]:
-    """Cumulative import time (ms) of the top-level packages ``import composer.cli`` loads (which loads the
-    plugins too), largest first, from ``python -X importtime``."""
+    """Where ``import composer.cli`` (which loads the plugins too) spends its time: the modules' own import
+    time (ms, not counting the modules they import) summed by top-level package, largest first, from
+    ``python -X importtime``."""
     ran = run_process(python("-X", "importtime", "-c", "import composer.cli"), env=env)
     totals: dict[str, float] = {}
     for line in ran.stderr.splitlines():
-        if not line.startswith("import time:") or "|" not in line:
+        if not line.startswith("import time:") or line.count("|") != 2:
             continue
-        _, cumulative, name = line.split("|", 2)
-        if name.startswith("  ") or not cumulative.strip().isdigit():
-            continue  # nested: counted in its top-level import
+        own, _, name = line[len("import time:"):].split("|")
+        if not own.strip().isdigit():
+            continue  # the header line
         package = name.strip().split(".")[0]
-        totals[package] = totals.get(package, 0.0) + int(cumulative) / 1000
+        totals[package] = totals.get(package, 0.0) + int(own) / 1000
     return sorted(totals.items(), key=lambda kv: -kv[1])[:top]
 
 
@@ -59,7 +60,7 @@ def run(section: Section, sizes: dict) -> None:
     section.say(f"{' '.join(sample_argv('TMP')[1:])}: best of {repeats}")
     with tempfile.TemporaryDirectory() as out:
         idle = best_of(sample_argv(out), repeats, env)
-        section.add(Measure("sample 1 chorale, idle machine", idle["best_s"], "s", f"<= {IDLE_TARGET} s",
+        section.add(Measure("sample 1 chorale, idle", idle["best_s"], "s", f"<= {IDLE_TARGET} s",
                             at_most(idle["best_s"], IDLE_TARGET), note=f"median {idle['median_s']:.2f} s",
                             detail=idle))
         section.add(Measure("sample 1 chorale, idle (stretch goal)", idle["best_s"], "s", f"<= {STRETCH} s",
@@ -79,8 +80,9 @@ def run(section: Section, sizes: dict) -> None:
         phase_runs = []
         for _ in range(sizes.get("repeats_phases", repeats)):
             ran = run_process(python("-m", "benchmarks.suite.phases", out, "bach", "1"), env=env)
-            phases = json.loads(ran.stdout.strip().splitlines()[-1])
-            phases["interpreter start and exit"] = ran.seconds - sum(phases.values())
+            report = json.loads(ran.stdout.strip().splitlines()[-1])
+            phases = {"interpreter start": report["clock_first"] - ran.started, **report["phases"],
+                      "interpreter exit": ran.ended - report["clock_last"]}
             phase_runs.append((ran.seconds, phases))
         whole, phases = min(phase_runs, key=lambda r: r[0])
         for name, seconds in phases.items():
@@ -90,9 +92,11 @@ def run(section: Section, sizes: dict) -> None:
                       + [["whole process", f"{whole:.3f}", "100%"]])
 
         imports = import_times(env)
-        section.table("Largest imports of `import composer.cli` (python -X importtime, cumulative ms; the "
-                      "instrumentation slows imports, so read the shares)",
-                      ["package", "ms"], [[name, f"{ms:.0f}"] for name, ms in imports])
+        total = sum(ms for _, ms in imports)
+        section.table("Largest imports of `import composer.cli`, by top-level package (python -X importtime: each "
+                      "module's own time, summed; the instrumentation slows imports, so read the shares)",
+                      ["package", "ms", "share of these"],
+                      [[name, f"{ms:.0f}", f"{100 * ms / total:.0f}%"] for name, ms in imports])
         section.settings["imports_ms"] = dict(imports)
 
         lots = best_of(sample_argv(out, many), sizes.get("repeats_many", repeats), env)
@@ -100,5 +104,5 @@ def run(section: Section, sizes: dict) -> None:
         section.add(Measure(f"sample {many} chorales, over 1", factor, "x", f"<= {MANY_FACTOR}x",
                             at_most(factor, MANY_FACTOR),
                             note=f"{lots['best_s']:.2f} s against {idle['best_s']:.2f} s", detail=lots))
-    section.settings["sample_peak_rss_mb"] = idle["peak_rss_mb"]
+    section.settings["sample_peak_rss_mb"] = round(idle["peak_rss_mb"], 1)
 

@@ -227,6 +227,8 @@ class Ran:
     stdout: str
     stderr: str
     returncode: int
+    started: float = 0.0  # time.monotonic() as the process was started and when it had ended: one clock for
+    ended: float = 0.0  # all processes of the machine, so a child's own readings of it fall in between
 
 
 # A small Python process starts each measured command and waits for it: the kernel counts the memory of
@@ -235,12 +237,13 @@ class Ran:
 LAUNCHER = """
 import json, os, subprocess, sys, time
 report, argv = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
+started = time.monotonic()
 child = subprocess.Popen(argv)
 _, status, usage = os.wait4(child.pid, 0)
-seconds = time.perf_counter() - start
+ended = time.monotonic()
 with open(report, "w") as f:
-    json.dump({"seconds": seconds, "maxrss_kb": usage.ru_maxrss, "returncode": os.waitstatus_to_exitcode(status)}, f)
+    json.dump({"started": started, "ended": ended, "maxrss_kb": usage.ru_maxrss,
+               "returncode": os.waitstatus_to_exitcode(status)}, f)
 """
 
 
@@ -261,7 +264,8 @@ def run_process(argv: list[str], env: dict | None = None, cwd: str | Path | None
         if launched.returncode != 0 or not report.exists():
             raise RuntimeError(f"the launcher of {' '.join(argv[:6])} failed: {stderr.strip()[-500:]}")
         info = json.loads(report.read_text())
-    ran = Ran(info["seconds"], info["maxrss_kb"] / 1024, stdout, stderr, info["returncode"])
+    ran = Ran(info["ended"] - info["started"], info["maxrss_kb"] / 1024, stdout, stderr, info["returncode"],
+              info["started"], info["ended"])
     if check and ran.returncode != 0:
         tail = ran.stderr.strip().splitlines()[-1:] or ["(no output)"]
         raise RuntimeError(f"{' '.join(argv[:6])} ... exited with {ran.returncode}: {tail[0]}")

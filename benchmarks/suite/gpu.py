@@ -58,9 +58,9 @@ def run(section: Section, sizes: dict, device: torch.device | None = None) -> No
     rows = []
     for batch in sizes["gen_batches"]:
         r = generation.compare(model, encoder, sampler, batch=batch, tokens=sizes["gen_tokens"],
-                               repeats=sizes["gen_repeats"], device=device)
+                               repeats=sizes["gen_repeats"], device=device, paired=device.type != "cuda")
         # whole runs, synchronized at both ends: on a GPU the bare loop's steps are queued, not finished, when
-        # the clock is read at each one, so per-step times say little there
+        # the clock is read at each one, so per-step times say little there (and are not taken)
         rows.append([batch, f"{r['ours_run_tok_s']:,.0f}", f"{r['bare_run_tok_s']:,.0f}", f"{r['run_ratio']:.3f}",
                      f"{r['median_run_ratio']:.3f}"])
         section.add(Measure(f"generate batch {batch}, composer / bare loop", r["run_ratio"], "ratio",

@@ -1,7 +1,7 @@
 """composer's benchmarks in one command: speed and memory against the project's targets, measured and
 written down, never asserted in timed tests.
 
-    python -m benchmarks                     # every section, full sizes (about 10-15 minutes on 2 CPU cores)
+    python -m benchmarks                     # every section, full sizes (about 6-8 minutes on 2 CPU cores)
     python -m benchmarks --quick             # every section, fewer steps and smaller batches (about 3 minutes)
     python -m benchmarks --only train,generate --out /tmp/results.md
 
@@ -127,16 +127,19 @@ def markdown(record: dict) -> str:
              f"{'GPU: ' + m['gpu'] if m['gpu'] else 'no GPU'}; {m['platform']}",
              f"- Python {record['python']}, torch {record['torch']} ({m['torch_threads']} threads by default)",
              f"- conditions: {conditions(record)}", "",
-             "Timings alternate composer's code with the bare baseline step by step (training) or run by run "
-             "(generation) and keep the fastest of each; whole processes are timed best of N. Every number, "
-             "with the medians and each step's or run's time, is in "
+             "Composer's code and the bare baseline take turns step by step (training: each keeps its fastest "
+             "step; generation: one token's step each in the same run, tokens/s from the median step); whole "
+             "processes are timed best of N, and \"idle\" means without the busy processes the suite starts "
+             "itself. Every number, with the medians and each step's or run's time, is in "
              f"[{record['json_name']}]({record['json_link']}).", ""]
     targeted = [(s, m) for s in record["sections"].values() for m in s["measurements"] if m["target"]]
     met = sum(m["met"] is True for _, m in targeted)
-    lines += ["## Targets", "", f"{met} of {len(targeted)} met.", ""]
-    lines += md_table(["section", "measurement", "value", "target", "result"],
-                      [[name_of(record, s), m["name"], show(m["value"], m["unit"]), m["target"],
-                        f"**{m['verdict']}**" if m["verdict"] == "MISSED" else m["verdict"]] for s, m in targeted])
+    lines += ["## Targets", "", f"{met} of {len(targeted)} met." if targeted else "No targets in these sections.",
+              ""]
+    if targeted:
+        lines += md_table(["section", "measurement", "value", "target", "result"],
+                          [[name_of(record, s), m["name"], show(m["value"], m["unit"]), m["target"],
+                            f"**{m['verdict']}**" if m["verdict"] == "MISSED" else m["verdict"]] for s, m in targeted])
     for name, s in record["sections"].items():
         lines += ["", f"## {name}: {s['title']}", ""]
         if s["status"] != "ran":
@@ -227,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     record["summary"] = {"targets": len(targeted), "met": sum(m.met is True for m in targeted),
                          "missed": sum(m.met is False for m in targeted),
                          "failed_sections": [n for n, s in sections.items() if s.status.startswith("failed")]}
-    print(f"\n{record['summary']['met']} of {len(targeted)} targets met in {cpu['wall_s']:.0f} s; "
-          f"{conditions(record)}", flush=True)
+    met = f"{record['summary']['met']} of {len(targeted)} targets met" if targeted else "no targets in these sections"
+    print(f"\n{met}; {cpu['wall_s']:.0f} s. {conditions(record)}", flush=True)
     if md_path is None:
         print("not written: a run with --only or --tiny writes only where --out says", flush=True)
     else:

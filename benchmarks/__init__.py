@@ -1,0 +1,1 @@
+"""composer's benchmark suite: ``python -m benchmarks`` (see benchmarks/README.md)."""

@@ -1,0 +1,1 @@
+"""The sections of ``python -m benchmarks`` and what they share (benchmarks/README.md describes them)."""

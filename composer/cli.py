@@ -269,7 +269,14 @@ def train_options(overrides: dict[str, Any] | None = None, run_folder: str = "ru
     return decorate
 
 
+def main_rank() -> bool:
+    """False in the other processes of a torchrun launch: rank 0 alone reports a training run."""
+    return int(os.environ.get("RANK", 0)) == 0
+
+
 def report_training(result: dict) -> None:
+    if not main_rank():
+        return
     loss = result["best_valid_loss"]
     best = f"{loss:.4f}" if loss != float("inf") else "-"
     click.echo(f"trained {result['steps']} steps ({result['epochs']} epochs) in {result['seconds']:.0f} s; best "
@@ -339,8 +346,9 @@ def finetune(parent, name, config_file, resume, options, save_to, force, **flags
     result = finetune_model(parent, name, config_file, save_to=save_to, resume=resume, force=force,
                             encoder_options=keyed(options), **flags)
     report_training(result)
-    click.echo(f"style '{name}' saved to {result['style']}; try: composer sample --style {name}"
-               if result["installed"] else f"saved to {result['style']}")
+    if main_rank():
+        click.echo(f"style '{name}' saved to {result['style']}; try: composer sample --style {name}"
+                   if result["installed"] else f"saved to {result['style']}")
 
 
 # --------------------------------------------------------------------------------------- sample

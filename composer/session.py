@@ -13,6 +13,7 @@ writing files, scoring, evaluation, training and fine-tuning all live here; the 
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
 import time
@@ -622,5 +623,6 @@ def finetune(parent: str | Path, name: str, config: str | Path | None = None, *,
     cfg.sampler_defaults = cfg.sampler_defaults or parent_meta.get("sampler_defaults", {})
     result = run_training(cfg, resume)
     best = Path(cfg.output) / "model.safetensors"
-    atomic_write(target, lambda tmp: tmp.write_bytes(best.read_bytes()))
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun rank 0 alone writes
+        atomic_write(target, lambda tmp: tmp.write_bytes(best.read_bytes()))
     return {**result, "style": target, "installed": not save_to}

@@ -345,7 +345,7 @@ class Trainer:
                "valid_names": valid_names, "corpus": corpus, "meta": meta_base}
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-        metrics_path = self.out / "metrics.jsonl"
+        metrics_path, model_path = self.out / "metrics.jsonl", self.out / "model.safetensors"
         stopped_early = False
         interrupted = False
         previous_term = _raise_on_sigterm()
@@ -361,6 +361,8 @@ class Trainer:
                                         labels=valid_labels, pad_to=seq_len + 1 if whole else 0)
             found = result.metrics()
             valid_loss = result.loss + _penalty(model, found)
+            if self.world > 1:  # every rank validated the same weights; rank 0's number decides for all
+                valid_loss = _from_rank0(valid_loss, device)
             improved = valid_loss < best - 1e-4
             if improved:
                 best, epoch_improved = valid_loss, True
@@ -417,17 +419,22 @@ class Trainer:
                         out = ddp(x, targets=y, state=state, mask=m, cond=cond)
                     state = detach_state(out.state)
                     optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(out.loss).backward()
+                    if self.world > 1:  # the global batch's loss and tokens, as one process would have them
+                        objective, loss, counted = _global_objective(out, m, self.world)
+                    else:
+                        objective = out.loss
+                    scaler.scale(objective).backward()
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                     scaler.step(optimizer)
                     scaler.update()
                     step += 1
-                    loss = float(out.loss.detach())
-                    if not math.isfinite(loss):
+                    if self.world == 1:
+                        loss, counted = float(out.loss.detach()), int(m.sum())
+                    if not math.isfinite(loss):  # under DDP the global loss: every rank stops at this step
                         raise ComposerError(f"training diverged at step {step} (loss {loss}); try a lower --lr")
                     loss_sum, loss_n = loss_sum + loss, loss_n + 1
-                    tokens += int(m.sum()) * self.world
+                    tokens += counted
                     if bar is not None:
                         rate = tokens / max(1e-9, time.time() - t0)
                         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
@@ -454,6 +461,12 @@ class Trainer:
                     stopped_early = True
                     self.say(f"stopping early: no validation improvement for {bad_epochs} epochs")
                     break
+            if self.is_main and not model_path.exists():
+                self._save_model(ctx, step, epoch, best)
+            if self.world > 1:  # no rank returns, nor leaves the group, before rank 0's files are written
+                import torch.distributed as dist
+
+                _collective("barrier", dist.barrier(async_op=True))
         except KeyboardInterrupt:
             interrupted = True
             if self.is_main:
@@ -468,9 +481,6 @@ class Trainer:
                 dist.destroy_process_group()
         if interrupted:
             raise KeyboardInterrupt
-        model_path = self.out / "model.safetensors"
-        if self.is_main and not model_path.exists():
-            self._save_model(ctx, step, epoch, best)
         self.result = {"steps": step, "epochs": epoch, "best_valid_loss": best, "train_loss": last_train_loss,
                        "stopped_early": stopped_early, "model": str(model_path)}
         return model_path
@@ -577,6 +587,47 @@ def _penalty(model: Any, metrics: dict[str, float]) -> float:
     if "kl" not in metrics or config is None:
         return 0.0
     return config.kl_weight * max(metrics["kl"], config.kl_tolerance)
+
+
+# A gloo worker thread can let go of a collective's work (which holds its tensors) a little after the call
+# returned; had the work no other owner, freeing its tensors there needs the interpreter's lock, and aborts the
+# process ("terminate called without an active exception") when the interpreter is exiting by then. The last
+# work of each collective is kept here, so that the tensors are freed on this thread.
+_LAST_WORK: dict[str, Any] = {}
+
+
+def _collective(name: str, work: Any) -> None:
+    """Wait for the work of a collective started with ``async_op=True``, and keep it (see above)."""
+    work.wait()
+    _LAST_WORK[name] = work
+
+
+def _global_objective(out: Any, mask: torch.Tensor, world: int) -> tuple[torch.Tensor, float, int]:
+    """Under DistributedDataParallel, which averages the ranks' gradients: the loss this rank back-propagates
+    so that the average is the gradient of the global batch's token mean (every rank's counted positions
+    together, as one process holding all the rows computes it), however the counted positions fall between
+    the ranks. Returns it with the global step loss and the global count of masked-in tokens, from one
+    all-reduce of four numbers. A model's term beyond the token mean (a VAE's KL, a mean over rows, and every
+    rank holds as many rows) is averaged over the ranks as it is."""
+    import torch.distributed as dist
+
+    beyond = out.loss - out.loss_sum / out.count.clamp(min=1)  # 0 but for a VAE's KL term
+    totals = torch.stack([out.loss_sum.detach().double(), out.count.detach().double(), beyond.detach().double(),
+                          mask.sum().double()])
+    _collective("step", dist.all_reduce(totals, async_op=True))
+    loss_sum, count, beyond_sum, tokens = totals.tolist()
+    count = max(count, 1.0)
+    return beyond + out.loss_sum * (world / count), loss_sum / count + beyond_sum / world, int(tokens)
+
+
+def _from_rank0(value: float, device: torch.device) -> float:
+    """Rank 0's ``value`` on every rank, so that decisions taken from it (the best model, early stopping)
+    are the same everywhere and no rank leaves the loop while the others wait in a collective."""
+    import torch.distributed as dist
+
+    held = torch.tensor([value], dtype=torch.float64, device=device)
+    _collective("rank0", dist.broadcast(held, src=0, async_op=True))
+    return float(held.item())
 
 
 def _raise_on_sigterm() -> Any:

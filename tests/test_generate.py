@@ -233,3 +233,23 @@ def test_generation_runs_on_one_cpu_thread_unless_the_user_chose(monkeypatch):
             assert torch.get_num_threads() == 2  # the user's setting stands
     finally:
         torch.set_num_threads(1)
+
+
+def test_a_big_batch_takes_the_cores_other_work_leaves_free(monkeypatch):
+    import torch
+
+    from composer import generate as gen
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("COMPOSER_THREADS", raising=False)
+    monkeypatch.setattr(gen.os, "cpu_count", lambda: 2)
+    torch.set_num_threads(2)
+    try:
+        for load, threads in [(0.1, 2), (1.0, 1), (2.5, 1)]:
+            monkeypatch.setattr(gen, "_busy_cores", lambda load=load: load)
+            with gen.generation_threads(torch.device("cpu"), rows=64):
+                assert torch.get_num_threads() == threads, load
+            with gen.generation_threads(torch.device("cpu"), rows=1):
+                assert torch.get_num_threads() == 1  # a few rows: always one
+    finally:
+        torch.set_num_threads(1)

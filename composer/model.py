@@ -452,7 +452,6 @@ class SequenceModel(nn.Module):
         h, window, window_mask = self.attention(h, state.window, state.window_mask)
         return h, State(tuple(layer_states), window, window_mask)
 
-
     def _fused(self, h: Tensor) -> bool:
         """Whether this input runs through the stack in one call; a single step without gradients keeps
         the per-layer cell kernels (generation), which are faster there."""

@@ -372,11 +372,17 @@ def test_play_sends_the_piece_sample_would_write_in_time(tmp_path):
 
 
 @pytest.mark.slow
+def default_sigint() -> None:
+    """A shell's background job (a CI script run with &) ignores SIGINT, and a child inherits that; the user
+    at a terminal has it, so the command under test gets it back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_the_command_promptly_with_every_note_off(tmp_path):
     log = tmp_path / "midi.log"
     proc = subprocess.Popen([sys.executable, "-m", "composer", "play", "--style", "bach", "--seed", "1",
                              "--length", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=play_env(log))
+                            env=play_env(log), preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and sum(m.type == "note_on" for _, _, m in

@@ -24,7 +24,15 @@ import click  # noqa: E402
 
 from composer import __version__  # noqa: E402
 from composer.api import ComposerError  # noqa: E402
-from composer.commands import generate_and_write, generation_options, keyed, open_session, option_device  # noqa: E402
+from composer.commands import (  # noqa: E402
+    generate_and_write,
+    generation_options,
+    keyed,
+    open_session,
+    option_device,
+    option_length,
+    option_primer,
+)
 from composer.serve import serve_command  # noqa: E402
 from composer.session import FINETUNE_DEFAULTS  # noqa: E402
 
@@ -356,10 +364,8 @@ def finetune(parent, name, config_file, resume, options, save_to, force, **flags
 
 @cli.command()
 @generation_options
-@click.option("--length", type=float,
-              help="Length in the model's own unit (`composer encoders` gives each encoder's).")
-@click.option("--primer", type=click.Path(exists=True, dir_okay=False),
-              help="Continue this file (any file the model's corpus readers take).")
+@option_length
+@option_primer
 @click.option("--label", help="The class to generate, for a class-conditional model (default: one per piece).")
 @click.option("--like", type=click.Path(exists=True, dir_okay=False),
               help="Autoencoders: draw variations of this file (e.g. a drawing's .svg).")

@@ -33,6 +33,10 @@ option_checkpoint = click.option("--checkpoint", type=click.Path(dir_okay=False)
 option_n = click.option("-n", "--num-outputs", "n", type=int, default=1, show_default=True, help="How many to write.")
 option_seed = click.option("--seed", type=click.IntRange(min=0),
                            help="Random seed; the same seed and settings give the same output (default: random).")
+option_length = click.option("--length", type=float,
+                             help="Length in the model's own unit (`composer encoders` gives each encoder's).")
+option_primer = click.option("--primer", type=click.Path(exists=True, dir_okay=False),
+                             help="Continue this file (any file the model's corpus readers take).")
 sampler_option_stack = [
     click.option("--sampler", help="Sampler, i.e. generation strategy (see `composer samplers`)."),
     click.option("-S", "--sampler-option", "sampler_options", type=(str, str), multiple=True, metavar="KEY VALUE",

@@ -15,6 +15,8 @@ from composer.commands import (
     generation_options,
     keyed,
     open_session,
+    option_length,
+    option_primer,
     sampler_settings,
     sampling_options,
 )
@@ -69,10 +71,8 @@ class Progress:
 
 @click.command()
 @sampling_options
-@click.option("--length", type=float,
-              help="Length in the model's own unit (`composer encoders` gives each encoder's).")
-@click.option("--primer", type=click.Path(exists=True, dir_okay=False),
-              help="Continue this file (any file the model's corpus readers take).")
+@option_length
+@option_primer
 @click.option("--label", help="The class to generate, for a class-conditional model.")
 @click.option("--port", "port_name", metavar="NAME",
               help="Output port: its exact name or a unique part of it (default: the first port). "

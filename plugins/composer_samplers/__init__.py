@@ -44,7 +44,8 @@ def draw(logits: Tensor, generator: torch.Generator, temperature: float, top_k: 
 
 
 def picked(log_probs: Tensor, tokens: Tensor) -> Tensor:
-    return log_probs.gather(-1, tokens[:, None]).squeeze(-1)
+    """The log-probabilities [rows] (or [rows, T]) of ``tokens`` under ``log_probs`` [rows, (T,) vocab]."""
+    return log_probs.gather(-1, tokens[..., None]).squeeze(-1)
 
 
 def scored(gains: Tensor, tokens: Tensor, eos: int | None) -> Tensor:
@@ -109,18 +110,30 @@ class Ancestral(Sampler):
         logits, state = run.start(run.n)
         finished = torch.zeros(run.n, dtype=torch.bool, device=run.device)
         chosen, gains = [], []
+        # A finished row repeats the end token where a constraint follows the rows; otherwise what a row
+        # draws after its end is cut by finish() and scored(). Every 8th step the last 8 steps are scored
+        # (one log-softmax for 8) and the ends looked for.
+        repeat_end = run.eos is not None and run.constraint is not None
+        unscored: list[Tensor] = []
         for i in range(run.max_tokens):
             token = self.choose(run.mask(logits), run.device_generator, options)
-            gains.append(picked(torch.log_softmax(logits, -1), token))
-            if run.eos is not None:  # a finished row repeats the end token (the constraint expects it)
+            unscored.append(logits)
+            if repeat_end:
                 token = torch.where(finished, run.eos, token)
                 finished |= token == run.eos
             chosen.append(token)
-            if (run.eos is not None and i % 8 == 7 and bool(finished.all())) or i + 1 == run.max_tokens:
-                break
+            last = i + 1 == run.max_tokens
+            if i % 8 == 7 or last:
+                recent = torch.stack(chosen[-len(unscored):], 1)
+                gains.append(picked(torch.log_softmax(torch.stack(unscored, 1), -1), recent))
+                unscored = []
+                if run.eos is not None and not repeat_end:
+                    finished |= (recent == run.eos).any(1)
+                if last or (run.eos is not None and bool(finished.all())):
+                    break
             logits, state = run.step(token, state)
         tokens = torch.stack(chosen, dim=1)
-        return run.finish(tokens, scored(torch.stack(gains, dim=1), tokens, run.eos))
+        return run.finish(tokens, scored(torch.cat(gains, dim=1), tokens, run.eos))
 
     def choose(self, masked: Tensor, generator: torch.Generator, options) -> Tensor:
         return draw(masked, generator, options.temperature, getattr(options, "top_k", 0),

@@ -53,10 +53,9 @@ def draw_index(probs: Tensor, generator: torch.Generator | None = None) -> Tenso
     E ~ Exp(1)): ``torch.multinomial`` checks the probabilities on the host there, which would make every
     generation step wait for the GPU."""
     where = generator.device if generator is not None else probs.device
-    probs = probs.to(where)
     if where.type == "cpu":
-        return torch.multinomial(probs, 1, generator=generator)[:, 0]
-    return _exponential_race(probs, generator)
+        return torch.multinomial(probs if probs.device.type == "cpu" else probs.cpu(), 1, generator=generator)[:, 0]
+    return _exponential_race(probs.to(where), generator)
 
 
 def _exponential_race(probs: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -39,8 +39,10 @@ def draw(logits: Tensor, generator: torch.Generator, temperature: float, top_k: 
     ``device_generator``: the CPU's for a model on the CPU); temperature 0 takes the most likely token."""
     if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(filtered(logits.to(generator.device), temperature, top_k, top_p), dim=-1)
-    return draw_index(probs, generator).to(logits.device)
+    where = generator.device
+    if where != logits.device:
+        return draw(logits.to(where), generator, temperature, top_k, top_p).to(logits.device)
+    return draw_index(torch.softmax(filtered(logits, temperature, top_k, top_p), dim=-1), generator)
 
 
 def picked(log_probs: Tensor, tokens: Tensor) -> Tensor:

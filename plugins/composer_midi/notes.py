@@ -167,9 +167,11 @@ def to_seconds(notes: Iterable[Note], seconds_per_step: float, program: int, nam
 
 
 def new_midi(tempo: float) -> pretty_midi.PrettyMIDI:
-    """An empty 4/4 piece at ``tempo`` quarter notes per minute."""
+    """An empty 4/4 piece at ``tempo`` quarter notes per minute, with an empty ``title`` (which
+    :meth:`composer.Session.generate` sets to the style's name, and the MusicXML writer shows)."""
     pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
     pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
+    pm.title = ""
     return pm
 
 

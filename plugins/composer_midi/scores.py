@@ -104,9 +104,13 @@ def midi_to_score(pm: pretty_midi.PrettyMIDI, title: str = "") -> Any:
         part.makeMeasures(inPlace=True)
         if lead:
             _make_pickup(part, lead)
+        final = part.getElementsByClass(stream.Measure).last()
+        final.paddingRight = float(last_bar + bar - closing)
         part.makeTies(inPlace=True)
-        for element in part.recurse().notes:
-            if element.getOffsetInHierarchy(part) + element.quarterLength == closing:
+        part.makeRests(fillGaps=True, timeRangeFromBarDuration=True, inPlace=True)  # shown, not hidden
+        part.makeAccidentals(inPlace=True, cautionaryNotImmediateRepeat=False)  # F#, G, F#: one sharp in a bar
+        for element in final.notes:
+            if element.offset + element.quarterLength == final.highestTime:  # the last chord
                 fermata = expressions.Fermata()
                 fermata.type = "upright"
                 element.expressions.append(fermata)

@@ -88,7 +88,8 @@ class Encoder:
 
     Corpus items may carry two attributes the core honours: ``label`` (a class name, for class-conditional
     models trained with ``--label``) and ``split`` (``"train"``, ``"valid"`` or ``"test"``: a dataset's own
-    split, kept instead of a random one).
+    split, kept instead of a random one). A decoded item with a text ``title`` attribute is given the style's name
+    there by :meth:`composer.Session.generate` (writers show it as the title of a score).
     """
 
     name: ClassVar[str] = ""
@@ -202,12 +203,15 @@ class Encoder:
 
 @dataclass
 class GenerationPlan:
-    """What an encoder asks of the generator: a token budget, optionally a constraint, and optionally tokens
-    to start from (a request such as the text encoders' ``prime``)."""
+    """What an encoder asks of the generator: a token budget, optionally a constraint, optionally tokens
+    to start from (a request such as the text encoders' ``prime``), and keyword arguments for
+    :meth:`Encoder.decode` (requests that change how tokens become an item, such as the MIDI encoders'
+    ``tempo`` and ``program``)."""
 
     max_tokens: int
     constraint: Constraint | None = None
     primer: list[int] = field(default_factory=list)
+    decoding: dict[str, Any] = field(default_factory=dict)
 
 
 class Constraint:

@@ -185,7 +185,10 @@ class Session:
         sequences = generate(self.model, self.encoder, chosen, n=n, max_tokens=plan.max_tokens,
                              primer=tokens if len(tokens) else plan.primer, constraint=plan.constraint, seed=seed,
                              device=self.device, options=opts, inputs=inputs, progress=progress)
-        items = [self.encoder.decode(seq.tokens) for seq in sequences]
+        items = [self.encoder.decode(seq.tokens, **plan.decoding) for seq in sequences]
+        for item in items:
+            if isinstance(getattr(item, "title", None), str):  # an item that has a title (not str.title)
+                item.title = self.name
         labels = None
         if "cond" in inputs:
             ids = inputs["cond"].expand(n).tolist()

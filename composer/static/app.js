@@ -10,6 +10,9 @@ const REQUEST_HINTS = {
   melody: { example: "67 67 69:2 r 71", file: true,
             hint: "A melody to harmonize: MIDI pitches, :length in quarter notes, r for a rest; or a MIDI file." },
   prime: { example: "X:1\\nT:", hint: "Text to continue (\\n for a new line)." },
+  tempo: { example: "72", hint: "Quarter notes per minute, 20-400." },
+  program: { example: "choir", hint: "The instrument of every part: a General MIDI program 0-127 or a name (piano, organ, strings, choir, ...)." },
+  programs: { example: "52,52,52,42", hint: "One instrument per part, from the top (programs or names, separated by commas)." },
 };
 const SOURCES = { "built-in": "Shipped", user: "Yours" };
 

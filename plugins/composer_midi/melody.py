@@ -10,9 +10,20 @@ from typing import Any
 import pretty_midi
 
 from composer import Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
+from composer_midi import instruments
 from composer_midi.constraints import LengthConstraint, bar_window
 from composer_midi.examples import example_pieces
-from composer_midi.notes import Note, describe, fit_range, new_midi, quantize, skyline, to_seconds, transpose_tokens
+from composer_midi.notes import (
+    Note,
+    add_key_signature,
+    describe,
+    fit_range,
+    new_midi,
+    quantize,
+    skyline,
+    to_seconds,
+    transpose_tokens,
+)
 
 NO_EVENT, NOTE_OFF, FIRST_PITCH = 0, 1, 2
 
@@ -28,6 +39,7 @@ class MelodyEncoder(Encoder):
     modality = "midi"
     default_format = "mid"
     length_unit = "bars"
+    generation_options = ("tempo", "program")
     description = "monophonic melody (Melody RNN): note-on / note-off / no-event per 16th step; top line"
 
     @dataclass
@@ -91,12 +103,16 @@ class MelodyEncoder(Encoder):
             notes.append(Note(pitch, start, step))
         return notes
 
-    def decode(self, seq: Sequence[int]) -> pretty_midi.PrettyMIDI:
+    def decode(self, seq: Sequence[int], tempo: float | None = None,
+               programs: Sequence[int] | None = None) -> pretty_midi.PrettyMIDI:
+        """``tempo`` and ``programs`` (its first is the melody's) default to the options."""
         opts = self.options
-        pm = new_midi(opts.tempo)
-        seconds_per_step = 60.0 / (opts.tempo * opts.steps_per_quarter)
-        pm.instruments.append(to_seconds(self.notes(seq), seconds_per_step, opts.program, "Melody"))
-        return pm
+        tempo = tempo or opts.tempo
+        pm = new_midi(tempo)
+        seconds_per_step = 60.0 / (tempo * opts.steps_per_quarter)
+        program = instruments.part_program(programs, 0, opts.program)
+        pm.instruments.append(to_seconds(self.notes(seq), seconds_per_step, program, "Melody"))
+        return add_key_signature(pm)
 
     def steps(self, seq: Sequence[int]) -> int:
         return sum(1 for token in seq if token < self.bos)
@@ -105,12 +121,13 @@ class MelodyEncoder(Encoder):
         """Transpose by up to ``transpose`` semitones either way, keeping every note in range."""
         return transpose_tokens(seq, rng, self.options.transpose, range(FIRST_PITCH, self.bos), self.pitches)
 
-    def generation_plan(self, length: float | None = None, **request: Any) -> GenerationPlan:
+    def generation_plan(self, length: float | None = None, *, tempo: Any = None, program: Any = None) -> GenerationPlan:
         """``length`` in 4/4 bars: the melody may end in its last bar and must end when it is full; without
-        it, between 8 and 16 bars."""
+        it, between 8 and 16 bars. ``tempo`` and ``program``: see :func:`composer_midi.instruments.decoding`."""
         least, most = bar_window(length, self.bar_steps)
         sizes = [1] * self.bos + [0, 0]
-        return GenerationPlan(max_tokens=most + 1, constraint=LengthConstraint(sizes, self.bos, self.eos, least, most))
+        return GenerationPlan(max_tokens=most + 1, constraint=LengthConstraint(sizes, self.bos, self.eos, least, most),
+                              decoding=instruments.decoding(tempo, program))
 
     def summarize(self, item: pretty_midi.PrettyMIDI) -> str:
         return describe(item)

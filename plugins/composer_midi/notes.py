@@ -15,6 +15,13 @@ from composer import EncodeReport
 
 MAJOR_KEYS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")  # tonics as usually spelled
 MINOR_KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
+LETTERS, NATURALS = "CDEFGAB", (0, 2, 4, 5, 7, 9, 11)
+# The scale degree (0 = the tonic's letter) each semitone above the tonic is written as: the scale, with
+# the chromatic notes of tonal music as their usual alterations: in major #1 b3 #4 #5 b7 (secondary leading
+# tones, mixture, the subdominant's b7); in minor b2 (Neapolitan), the raised 3 (Picardy third), #4 and the
+# melodic minor's raised 6 and 7.
+MAJOR_DEGREES = (0, 0, 1, 2, 2, 3, 3, 4, 4, 5, 6, 6)
+MINOR_DEGREES = (0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6)
 # Aarden-Essen key profiles (Aarden 2003), the weights music21's key analysis uses by default, so the
 # key we report is the one music21 finds from the same duration-weighted pitch classes.
 MAJOR_PROFILE = np.array([17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624,
@@ -160,9 +167,11 @@ def to_seconds(notes: Iterable[Note], seconds_per_step: float, program: int, nam
 
 
 def new_midi(tempo: float) -> pretty_midi.PrettyMIDI:
-    """An empty 4/4 piece at ``tempo`` quarter notes per minute."""
+    """An empty 4/4 piece at ``tempo`` quarter notes per minute, with an empty ``title`` (which
+    :meth:`composer.Session.generate` sets to the style's name, and the MusicXML writer shows)."""
     pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
     pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
+    pm.title = ""
     return pm
 
 
@@ -185,6 +194,37 @@ def key_number(pm: pretty_midi.PrettyMIDI) -> int | None:
 def key_name(number: int) -> str:
     """A pretty_midi key number as words, e.g. "F# minor"."""
     return f"{MINOR_KEYS[number % 12]} minor" if number >= 12 else f"{MAJOR_KEYS[number]} major"
+
+
+def spelling(number: int) -> list[tuple[str, int]]:
+    """How each pitch class (0 = C) is written in a pretty_midi key (0-11 major, 12-23 minor): a letter and
+    its alteration in semitones, e.g. ("D", -1) for pitch class 1 in A-flat major and ("C", 1) in D major.
+    Where a degree would need a double sharp or flat, the plain sharp or flat of the key's signature is used."""
+    minor = number >= 12
+    tonic = number % 12
+    tonic_letter = LETTERS.index((MINOR_KEYS if minor else MAJOR_KEYS)[tonic][0])
+    degrees = MINOR_DEGREES if minor else MAJOR_DEGREES
+    written = []
+    for pc in range(12):
+        letter = (tonic_letter + degrees[(pc - tonic) % 12]) % 7
+        written.append((letter, (pc - NATURALS[letter] + 6) % 12 - 6))
+    scale = (0, 2, 3, 5, 7, 8, 10) if minor else (0, 2, 4, 5, 7, 9, 11)
+    plain = -1 if any(written[(tonic + step) % 12][1] < 0 for step in scale) else 1  # flats or sharps
+    names = []
+    for pc, (letter, alter) in enumerate(written):
+        if abs(alter) > 1:
+            letter = NATURALS.index(pc) if pc in NATURALS else NATURALS.index((pc - plain) % 12)
+            alter = 0 if pc in NATURALS else plain
+        names.append((LETTERS[letter], alter))
+    return names
+
+
+def add_key_signature(pm: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
+    """``pm`` with a key signature at the start, the key :func:`key_number` finds, where it has none."""
+    number = key_number(pm)
+    if number is not None and not pm.key_signature_changes:
+        pm.key_signature_changes.append(pretty_midi.KeySignature(number, 0.0))
+    return pm
 
 
 def describe(pm: pretty_midi.PrettyMIDI) -> str:

@@ -13,15 +13,24 @@ import numpy as np
 import pretty_midi
 
 from composer import Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
-from composer_midi import stats
+from composer_midi import instruments, stats
 from composer_midi.constraints import PolyphonyConstraint, bar_window
 from composer_midi.corpora import read_file
 from composer_midi.examples import example_pieces
-from composer_midi.notes import Note, describe, fit_range, new_midi, quantize, skyline, to_seconds, transpose_tokens
-from composer_midi.voices import assign_voices
+from composer_midi.notes import (
+    Note,
+    add_key_signature,
+    describe,
+    fit_range,
+    new_midi,
+    quantize,
+    skyline,
+    to_seconds,
+    transpose_tokens,
+)
+from composer_midi.voices import VOICE_NAMES, split_voices, voice_names
 
 START, END, STEP_END, FIRST_NOTE = 0, 1, 2, 3
-VOICE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
 PIANO = 0
 TOKENS_PER_STEP = 6  # token budget per step when generating freely (chorales use about five)
 
@@ -32,14 +41,15 @@ class PolyphonyEncoder(Encoder):
 
     Token ids: 0 START, 1 END, 2 STEP_END, 3.. NEW_NOTE(min_pitch..max_pitch), then
     CONTINUED_NOTE(min_pitch..max_pitch). ``steps`` counts STEP_END tokens; ``--length`` is in 4/4 bars.
-    Decoding writes one track per voice (Soprano, Alto, Tenor, Bass for four) where no step holds more
-    notes than ``voices``, else a single piano track."""
+    Decoding writes one track per voice (Soprano, Alto, Tenor, Bass for four; Voice 1, Voice 2, ... where
+    more notes than ``voices`` sound at once, up to eight), else a single piano track, with the key
+    signature the notes suggest."""
 
     name = "polyphony"
     modality = "midi"
     default_format = "mid"
     length_unit = "bars"
-    generation_options = ("melody",)
+    generation_options = ("melody", "tempo", "program", "programs")
     description = "quantized polyphony (Polyphony RNN): notes per 16th step, highest first; SATB voices"
 
     @dataclass
@@ -133,21 +143,25 @@ class PolyphonyEncoder(Encoder):
         )
         return self.tokens(notes), report
 
-    def decode(self, seq: Sequence[int]) -> pretty_midi.PrettyMIDI:
+    def decode(self, seq: Sequence[int], tempo: float | None = None,
+               programs: Sequence[int] | None = None) -> pretty_midi.PrettyMIDI:
+        """``tempo`` (default: the ``tempo`` option) and ``programs``, one per voice from the top (parts
+        beyond take the last; default: the ``program`` option, or a piano for a single track)."""
         opts = self.options
+        tempo = tempo or opts.tempo
         notes = self.notes(seq)
-        pm = new_midi(opts.tempo)
-        seconds_per_step = 60.0 / (opts.tempo * opts.steps_per_quarter)
-        voice_of = assign_voices(notes, opts.voices) if opts.voices else None
-        if voice_of is None:
-            pm.instruments.append(to_seconds(notes, seconds_per_step, PIANO, "Piano"))
-            return pm
-        names = VOICE_NAMES if opts.voices == len(VOICE_NAMES) else [f"Voice {v + 1}" for v in range(opts.voices)]
-        for voice, name in enumerate(names):
-            part = [n for n, v in zip(notes, voice_of, strict=True) if v == voice]
-            if part:
-                pm.instruments.append(to_seconds(part, seconds_per_step, opts.program, name))
-        return pm
+        pm = new_midi(tempo)
+        seconds_per_step = 60.0 / (tempo * opts.steps_per_quarter)
+        voices = split_voices(notes, opts.voices) if opts.voices else None
+        if voices is None:
+            program = instruments.part_program(programs, 0, PIANO)
+            pm.instruments.append(to_seconds(notes, seconds_per_step, program, "Piano"))
+        else:
+            for index, (name, part) in enumerate(zip(voice_names(len(voices)), voices, strict=True)):
+                if part:
+                    program = instruments.part_program(programs, index, opts.program)
+                    pm.instruments.append(to_seconds(part, seconds_per_step, program, name))
+        return add_key_signature(pm)
 
     def steps(self, seq: Sequence[int]) -> int:
         return sum(1 for token in seq if token == STEP_END)
@@ -157,15 +171,20 @@ class PolyphonyEncoder(Encoder):
         notes = range(FIRST_NOTE, FIRST_NOTE + 2 * self.pitches)  # NEW_NOTE and CONTINUED_NOTE tokens
         return transpose_tokens(seq, rng, self.options.transpose, notes, self.pitches)
 
-    def generation_plan(self, length: float | None = None, *, melody: Any = None, **request: Any) -> GenerationPlan:
+    def generation_plan(self, length: float | None = None, *, melody: Any = None, tempo: Any = None,
+                        program: Any = None, programs: Any = None) -> GenerationPlan:
         """``length`` in 4/4 bars: the piece may end in its last bar and must end when it is full; without
-        it, between 8 and 16 bars. With ``melody`` (see :meth:`harmonization`) the melody sets the length."""
+        it, between 8 and 16 bars. With ``melody`` (see :meth:`harmonization`) the melody sets the length.
+        ``tempo``, ``program`` and ``programs`` choose the tempo and instruments of the pieces (see
+        :func:`composer_midi.instruments.decoding`)."""
+        decoding = instruments.decoding(tempo, program, programs)
         if melody is not None:
             constraint = self.harmonization(melody)
-            return GenerationPlan(max_tokens=constraint.max_steps * (self.max_voices + 1) + 1, constraint=constraint)
+            return GenerationPlan(max_tokens=constraint.max_steps * (self.max_voices + 1) + 1, constraint=constraint,
+                                  decoding=decoding)
         least, most = bar_window(length, self.bar_steps)
         constraint = PolyphonyConstraint(self.pitches, END, STEP_END, FIRST_NOTE, least, most)
-        return GenerationPlan(max_tokens=most * TOKENS_PER_STEP + 1, constraint=constraint)
+        return GenerationPlan(max_tokens=most * TOKENS_PER_STEP + 1, constraint=constraint, decoding=decoding)
 
     @property
     def max_voices(self) -> int:

@@ -8,6 +8,33 @@ from itertools import groupby
 from composer_midi.notes import Note
 
 TOP_REGISTER, REGISTER_STEP = 72, 7  # where voices are assumed to sing before their first note (C5, F4, ...)
+VOICE_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
+MOST_VOICES = 8  # more notes at once than this is a keyboard texture: one track, not voices
+
+
+def split_voices(notes: Sequence[Note], count: int) -> list[list[Note]] | None:
+    """The notes as ``count`` voices, top first (see :func:`assign_voices`), or as many more as sound at once
+    somewhere, up to :data:`MOST_VOICES`; None where even more sound at once. A voice may be empty."""
+    most = max(count, most_at_once(notes))
+    voice_of = assign_voices(notes, most) if most <= MOST_VOICES else None
+    if voice_of is None:
+        return None
+    return [[n for n, v in zip(notes, voice_of, strict=True) if v == voice] for voice in range(most)]
+
+
+def voice_names(count: int) -> list[str]:
+    """Soprano, Alto, Tenor and Bass for four voices, else Voice 1, Voice 2, ... from the top."""
+    return list(VOICE_NAMES) if count == len(VOICE_NAMES) else [f"Voice {v + 1}" for v in range(count)]
+
+
+def most_at_once(notes: Sequence[Note]) -> int:
+    """The most notes sounding at one time."""
+    events = sorted([(n.start, 1) for n in notes] + [(n.end, -1) for n in notes])  # ends before starts
+    sounding = most = 0
+    for _, change in events:
+        sounding += change
+        most = max(most, sounding)
+    return most
 
 
 def assign_voices(notes: Sequence[Note], count: int) -> list[int] | None:

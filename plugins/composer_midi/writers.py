@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import wave
 from pathlib import Path
 
@@ -30,7 +31,13 @@ def write_mid(item: pretty_midi.PrettyMIDI, path: Path) -> None:
 
 
 def write_musicxml(item: pretty_midi.PrettyMIDI, path: Path) -> None:
-    midi_to_score(item).write("musicxml", fp=str(path))
+    """A score (see :func:`~composer_midi.scores.midi_to_score`) titled with the item's ``title`` (the style
+    that generated it), else the file's name. The same piece gives the same bytes: parts have fixed ids and
+    the encoding date, which would change every day, is left out."""
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    data = GeneralObjectExporter(midi_to_score(item, getattr(item, "title", "") or path.stem)).parse()
+    path.write_bytes(re.sub(rb"\s*<encoding-date>[^<]*</encoding-date>", b"", data, count=1))
 
 
 def png_available() -> str | None:

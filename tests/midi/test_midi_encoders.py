@@ -143,11 +143,17 @@ def test_polyphony_rejects_bad_options() -> None:
         PolyphonyEncoder(pitch=3)
 
 
-def test_polyphony_writes_one_piano_track_above_four_voices() -> None:
+def test_polyphony_writes_a_track_per_voice_above_four_voices_and_one_piano_track_above_eight() -> None:
     encoder = PolyphonyEncoder()
-    chord = piece(*[(p, 0.0, 1.0) for p in (48, 55, 60, 64, 67)])
-    decoded = encoder.decode(encoder.encode(chord))
-    assert [(inst.name, len(inst.notes)) for inst in decoded.instruments] == [("Piano", 5)]
+    # four voices, then a fifth joins: five tracks from the top, not one
+    five = piece(*[(p, 0.0, 1.0) for p in (48, 55, 64, 67)], *[(p, 1.0, 2.0) for p in (48, 55, 60, 64, 67)])
+    decoded = encoder.decode(encoder.encode(five))
+    assert [inst.name for inst in decoded.instruments] == [f"Voice {v}" for v in range(1, 6)]
+    assert [inst.notes[-1].pitch for inst in decoded.instruments] == [67, 64, 60, 55, 48]
+    assert {inst.program for inst in decoded.instruments} == {encoder.options.program}
+    cluster = piece(*[(p, 0.0, 1.0) for p in range(60, 69)])
+    decoded = encoder.decode(encoder.encode(cluster))
+    assert [(inst.name, len(inst.notes)) for inst in decoded.instruments] == [("Piano", 9)]
 
 
 def test_melody_takes_the_top_line() -> None:

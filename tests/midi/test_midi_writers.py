@@ -40,7 +40,7 @@ def test_musicxml_reopens_in_music21_with_parts_and_notes(tmp_path: Path, cadenc
     for inst, part in zip(cadence.instruments, score.parts, strict=True):
         notes = part.stripTies().flatten().notes
         assert [n.pitch.midi for n in notes] == [n.pitch for n in inst.notes]
-        assert [float(n.quarterLength) for n in notes] == [2.0, 2.0, 2.0, 4.0]
+        assert [float(n.quarterLength) for n in notes] == [2.0, 2.0, 2.0, 6.0]  # the last chord fills its bar
     assert score.parts[0].getTimeSignatures()[0].ratioString == "4/4"
     assert score.parts[0].flatten().keySignature.sharps == 0
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from torch.overrides import TorchFunctionMode
 
 from composer.api import ComposerError, Encoder, Style
 
@@ -195,7 +196,7 @@ def check_tensors(path: Path, meta: dict, tensors: dict[str, TensorInfo], regist
             raise ComposerError(f"checkpoint {path}: its config's {name} {value:,} is more than all its tensors "
                                 f"hold ({stored:,} values)")
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _ShapesOnly():
             counts = [len(build_model(replace(config, layers=n), registry).state_dict()) for n in (1, 2)]
             needed = counts[0] + (config.layers - 1) * (counts[1] - counts[0])
             if needed != len(tensors):  # before building all the layers: a million take minutes even here
@@ -217,6 +218,19 @@ def check_tensors(path: Path, meta: dict, tensors: dict[str, TensorInfo], regist
     extra = sorted(set(tensors) - set(expected))
     if extra:
         raise ComposerError(f"checkpoint {path}: tensor '{extra[0]}' is not part of the model its config describes")
+
+
+class _ShapesOnly(TorchFunctionMode):
+    """Modules built for their shapes alone skip random initialisation: on the ``meta`` device ``normal_``
+    runs through torch's Python reference, whose first call imports the compiler (seconds)."""
+
+    RANDOM = frozenset({"normal_", "uniform_", "trunc_normal_", "exponential_", "bernoulli_", "random_"})
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in self.RANDOM:  # nn.init's functions and the Tensor methods they call
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -140,7 +140,7 @@ def run_fuzzed(command_name: str, extra: list[str], tiny: tuple[Path, Path], hom
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
         resource.setrlimit(resource.RLIMIT_AS, limit)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    errors = [line.strip() for line in result.stderr.splitlines() if line.startswith("Error:")]
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         return f"raised {type(result.exception).__name__}: {result.exception}"
     if "Traceback" in result.output or "unexpected" in result.stderr:

@@ -14,10 +14,15 @@ _PROGRAM = "composer" in Path(sys.argv[0]).parts[-2:] or Path(sys.argv[0]).stem 
 _COLLECTING = gc.isenabled()
 if _PROGRAM:
     gc.disable()
+    if "--debug" not in sys.argv[1:]:
+        import warnings
+
+        warnings.simplefilter("ignore")  # the imports' own (Group.invoke keeps them hidden while a command runs)
 
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import warnings  # noqa: E402
 from typing import Any  # noqa: E402
 
 import click  # noqa: E402
@@ -37,13 +42,46 @@ from composer.serve import serve_command  # noqa: E402
 from composer.session import FINETUNE_DEFAULTS  # noqa: E402
 
 
+class UsageLine(click.UsageError):
+    """A usage error in one line (click prints the usage, a hint and the error on three):
+    ``Error: No such option '--bogus' (see composer sample --help)``, exit status 2."""
+
+    def show(self, file: Any = None) -> None:
+        where = f" (see {self.ctx.command_path} --help)" if self.ctx is not None else ""
+        click.echo(f"Error: {self.message}{where}", err=True, file=file)
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    """The error as a :class:`UsageLine`, unless it shows itself its own way (a bare command shows its help)."""
+    if type(exc).show is not click.UsageError.show:
+        return exc
+    return UsageLine(" ".join(exc.format_message().split()).rstrip("."), exc.ctx)
+
+
 class Group(click.Group):
-    """Turns user errors into one line and a non-zero exit; ``--debug`` shows tracebacks instead."""
+    """Turns user errors into one line and a non-zero exit; ``--debug`` shows tracebacks instead. Without
+    ``--debug`` the warnings of libraries (torch, music21, pretty_midi) are not shown: they speak to
+    programmers, and what a user must know the command says itself."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.params.get("debug"))
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.simplefilter("ignore")
+            return self._invoke(ctx, debug)
+
+    def _invoke(self, ctx: click.Context, debug: bool) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, BrokenPipeError):
             raise
         except ComposerError as exc:
@@ -202,7 +240,7 @@ def info(target: str, as_json: bool) -> None:
     from composer.session import resolve_checkpoint
 
     path = resolve_checkpoint(target)
-    ckpt = load(path)
+    ckpt = load(path, registry())
     meta = ckpt.meta
     if as_json:
         click.echo(json.dumps(meta, indent=2, sort_keys=True))
@@ -217,22 +255,35 @@ def info(target: str, as_json: bool) -> None:
             f"; vae with a {m.get('latent_size')}-dim code (bidirectional {m.get('encoder_size')}-unit encoder)"
             if m.get("family") == "vae" else f"; family {m['family']}" if m.get("family", "rnn") != "rnn" else ""),
     ]
-    if meta.get("labels"):
-        shown = " ".join(meta["labels"][:40]) + (" ..." if len(meta["labels"]) > 40 else "")
-        lines.append(f"labels       {len(meta['labels'])}: {shown}")
+    labels = meta.get("labels")
+    if isinstance(labels, list) and labels:
+        shown = " ".join(map(str, labels[:40])) + (" ..." if len(labels) > 40 else "")
+        lines.append(f"labels       {len(labels)}: {shown}")
     if meta.get("description"):
         lines.append(f"description  {meta['description']}")
-    if prov:
+    if isinstance(prov, dict) and prov:
         best = prov.get("best_valid_loss")
         lines += [
             f"corpus       {short_source(str(prov.get('corpus')))} ({prov.get('sequences')} sequences, "
             f"hash {prov.get('corpus_hash')})",
             f"trained      {prov.get('epochs')} epochs, {prov.get('steps')} steps, best valid loss "
-            + (f"{best:.4f} nats/token" if best is not None else "-"),
+            + (f"{best:.4f} nats/token" if isinstance(best, int | float) else "-"),
             f"made         {prov.get('date')} by composer {prov.get('project_version')}",
             f"parent       {prov.get('parent') or '-'}",
         ]
-    click.echo("\n".join(lines))
+    click.echo("\n".join(_clipped(line) for line in lines))
+
+
+INFO_WIDTH = 300  # characters of one line of `composer info`; --json prints everything
+
+
+def _clipped(line: str) -> str:
+    """One line of ``info`` as a terminal should get it: control characters (a crafted file's escape codes,
+    newlines) shown escaped, and a long value cut with a note."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line[:INFO_WIDTH])
+    if len(line) <= INFO_WIDTH:
+        return shown
+    return f"{shown}... ({len(line):,} characters; composer info --json shows all)"
 
 
 # ---------------------------------------------------------------------------------------- train

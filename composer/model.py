@@ -31,6 +31,16 @@ __all__ = ["CategoricalHead", "Head", "HeadFactory", "MixtureDensityHead", "Mode
 
 INPUTS = ("tokens", "features")
 CELLS = ("lstm", "gru", "peephole")
+MAX_ATTENTION = 10_000  # the window is held per piece while generating: [batch, N, hidden]
+
+# a config field's declared type -> (the check of a value from a recipe or a checkpoint, what it must be)
+_FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (lambda v: type(v) is int, "a whole number"),
+    "float": (lambda v: type(v) is int or (type(v) is float and math.isfinite(v)), "a finite number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "dict": (lambda v: isinstance(v, dict), "a table"),
+}
 
 
 @dataclass
@@ -68,6 +78,10 @@ class ModelConfig:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown ModelConfig keys: {', '.join(unknown)}")
+        for f in fields(cls):
+            if f.name in d and not _FIELD_TYPES[f.type][0](d[f.name]):
+                raise ValueError(f"invalid ModelConfig: {f.name} must be {_FIELD_TYPES[f.type][1]}, "
+                                 f"got {d[f.name]!r:.40}")
         return cls(**copy.deepcopy(d))
 
     def validate(self, head_types: Collection[str] | None = None) -> None:
@@ -87,6 +101,8 @@ class ModelConfig:
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
             (min(self.attention, self.cond_size, self.cond_classes) >= 0,
              "attention, cond_size and cond_classes must not be negative"),
+            (self.attention <= MAX_ATTENTION,
+             f"attention must be at most {MAX_ATTENTION:,} steps, got {self.attention:,}"),
             (self.cond_classes == 0 or self.cond_size > 0, "cond_classes needs cond_size > 0"),
             (self.head.get("type") in head_types,
              f"unknown head type {self.head.get('type')!r}; known: {', '.join(sorted(head_types))}"),

@@ -223,7 +223,7 @@ class Trainer:
     def _encoder_and_parent(self) -> tuple[Encoder, dict | None, dict | None]:
         cfg = self.config
         if cfg.parent:
-            parent = checkpoint.load(Path(cfg.parent))
+            parent = checkpoint.load(Path(cfg.parent), self.registry)
             encoder = checkpoint.build_encoder(parent.meta, self.registry)
             if cfg.encoder and cfg.encoder != encoder.name:
                 raise ComposerError(

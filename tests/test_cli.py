@@ -187,3 +187,39 @@ def test_plugins_dir_given_in_process(tmp_path, monkeypatch):
     monkeypatch.delenv("COMPOSER_PLUGINS_DIR")
     result = CliRunner().invoke(cli, ["--plugins-dir", str(plugins_folder(tmp_path)), "encoders"])
     assert result.exit_code == 0 and "dots " in result.output
+
+
+def test_usage_errors_are_one_line_naming_the_help_with_exit_2():
+    cases = {
+        ("sample", "--bogus"): "Error: No such option '--bogus' (see composer sample --help)",
+        ("--bogus",): "Error: No such option '--bogus' (see composer --help)",
+        ("nosuch",): "Error: No such command 'nosuch' (see composer --help)",
+        ("sample", "--length", "abc"): "Error: Invalid value for '--length': 'abc' is not a valid float "
+                                       "(see composer sample --help)",
+        ("info",): "Error: Missing argument 'TARGET' (see composer info --help)",
+    }
+    for args, message in cases.items():
+        result = run_cli(list(args))
+        assert result.returncode == 2 and result.stderr.strip() == message, (args, result.stderr)
+
+
+WARNING_PLUGIN = '''
+import warnings
+import click
+from composer import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def grumble():
+        warnings.warn("a library grumbles", UserWarning)
+        click.echo("done")
+'''
+
+
+def test_library_warnings_are_hidden_unless_debug(tmp_path):
+    (tmp_path / "grumbling.py").write_text(WARNING_PLUGIN)
+    quiet = run_cli(["--plugins-dir", str(tmp_path), "grumble"])
+    assert quiet.returncode == 0 and quiet.stdout == "done\n" and quiet.stderr == ""
+    loud = run_cli(["--debug", "--plugins-dir", str(tmp_path), "grumble"])
+    assert loud.returncode == 0 and "UserWarning: a library grumbles" in loud.stderr

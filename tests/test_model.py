@@ -355,7 +355,8 @@ def test_a_plugin_family_builds_the_model_a_checkpoint_names_and_an_unknown_one_
     model = build_model(config, reg)
     assert type(model) is Doubled
     path = tmp_path / "m.safetensors"
-    meta = {"model": config.to_dict(), "encoder": {"name": "char", "state": {"options": {}, "chars": ["a", "b"]}}}
+    chars = ["a", "b", "c", "d", "e"]  # with the char encoder's own three tokens, the model's vocabulary of 8
+    meta = {"model": config.to_dict(), "encoder": {"name": "char", "state": {"options": {}, "chars": chars}}}
     checkpoint.save(path, model.state_dict(), meta)
     loaded, _, _ = checkpoint.load_model(path, reg)
     assert type(loaded) is Doubled

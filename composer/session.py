@@ -504,7 +504,7 @@ class HeldOut:
 # ------------------------------------------------------------------------------------ evaluation
 
 
-def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 16, seed: int = 0,
+def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 64, seed: int = 0,
              workers: int | None = None, device: str = "auto") -> dict[str, Any]:
     """Score a style or checkpoint on held-out data (see :meth:`Session.held_out`) and, with ``samples``,
     compare statistics of that many generated pieces (the style's default sampler) with the corpus's own."""

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from composer import ComposerError, Constraint
+from composer_midi.harmony import FIFTH, MAJOR_THIRD, MINOR_THIRD
+from composer_midi.notes import KEY_PROFILES
 
 if TYPE_CHECKING:
     import torch
@@ -153,3 +155,204 @@ def force(mask: torch.Tensor, rows: torch.Tensor, token: int) -> torch.Tensor:
     mask[rows] = False
     mask[rows, token] = True
     return mask
+
+
+def cadence_window(length: float | None, bar_steps: int) -> tuple[int, int]:
+    """(earliest, latest) step at which a piece's final tonic chord may begin: within the last bar of
+    ``length`` bars (so the piece ends after ``length - 1`` to ``length`` bars), or without a length within
+    bars 8 to 16, as :func:`bar_window`."""
+    least, most = bar_window(length, bar_steps)
+    return max(0, least - bar_steps), max(0, most - bar_steps)
+
+
+FREE, DOMINANT, TONIC, HOLD = range(4)  # where a row stands on its way to the final cadence
+
+
+class ChoraleConstraint(PolyphonyConstraint):
+    """The polyphony grammar with an ending at a cadence and, with ``satb``, four-part voice leading.
+
+    ``cadence`` (``(earliest, latest)`` steps, see :func:`cadence_window`; None: the length window of
+    :class:`PolyphonyConstraint`): the model writes freely, without ending, until a step on a strong beat
+    (beat 1 or 3 of a 4/4 bar) from ``earliest`` on sounds the tonic chord of the key estimated from the notes
+    so far, root in the bass, right after a dominant chord (notes of V7, its root or third in the bass). That
+    chord is held to the end of its bar (a half or whole note) and the piece ends. Where none has come by
+    ``latest``, the beat before ``latest`` is held to the dominant seventh chord of the key (root in the bass)
+    and ``latest`` sounds the tonic triad, held to the end of its bar.
+
+    ``satb``: every step sounds four notes, the k-th highest being voice k (soprano, alto, tenor, bass); a
+    voice strikes notes only within its range (``ranges``: pitch indices, inclusive), holds only its own note,
+    stays within an octave of the voice above (alto and tenor), and no two voices move the same way from a
+    perfect fifth or octave (compound intervals too) to the same interval again. Where the rules leave a row
+    no token they give way in turn: first parallels and spacing, then the ranges, then the cadence's chord.
+
+    ``lowest_pitch``: the MIDI pitch of the first NEW_NOTE token; ``bar_steps``: steps per 4/4 bar."""
+
+    row_state = (*PolyphonyConstraint.row_state, "voice", "before", "histogram", "phase", "key")
+
+    def __init__(self, pitches: int, end: int, step_end: int, first_note: int, *, lowest_pitch: int,
+                 bar_steps: int, min_steps: int, max_steps: int, cadence: tuple[int, int] | None = None,
+                 satb: bool = False, ranges: Sequence[tuple[int, int]] = ()) -> None:
+        if cadence is not None:  # the end comes from the cadence; the last bar of the window is a safety cap
+            min_steps = max_steps = cadence[1] + bar_steps
+        super().__init__(pitches, end, step_end, first_note, min_steps, max_steps, max_notes=4 if satb else None)
+        self.lowest_pitch, self.bar_steps, self.cadence, self.satb = lowest_pitch, bar_steps, cadence, satb
+        self.ranges = list(ranges)
+
+    def start(self, batch_size: int, device: Any) -> None:
+        import torch
+
+        super().start(batch_size, device)
+        pitch_class = (self.pitch_index + self.lowest_pitch) % 12
+        self.pitch_class = pitch_class
+        self.class_of = torch.nn.functional.one_hot(pitch_class, 12).float()  # [pitches, 12]
+        self.profiles = torch.tensor(KEY_PROFILES, dtype=torch.float32, device=device)
+        keys = torch.arange(24, device=device)
+        tonic, third = keys % 12, torch.where(keys >= 12, MINOR_THIRD, MAJOR_THIRD)
+        self.tonic_chord = self._chords(tonic, [0 * tonic, third, 0 * tonic + FIFTH])  # [24, 12]
+        dominant = (tonic + FIFTH) % 12
+        self.dominant_chord = self._chords(dominant, [0 * tonic, 0 * tonic + MAJOR_THIRD, 0 * tonic + FIFTH,
+                                                      0 * tonic + 10])
+        self.dominant_basses = torch.stack([dominant, (dominant + MAJOR_THIRD) % 12], 1)  # root or leading tone
+        ranges = self.ranges or [(0, self.pitches - 1)] * 4
+        self.in_range = torch.stack([(self.pitch_index >= low) & (self.pitch_index <= high) for low, high in ranges])
+        bass_low = ranges[-1][0]
+        # per pitch class, the lowest pitch index of that class in the bass's range (the tenor stays above it)
+        self.bass_floor = torch.stack([((pitch_class == c) & (self.pitch_index >= bass_low)).int().argmax()
+                                       for c in range(12)])
+        self.voice = torch.full((batch_size, 4), -1, device=device)  # pitch index per voice in this step
+        self.before = torch.full((batch_size, 4), -1, device=device)  # ... in the step before
+        self.histogram = torch.zeros(batch_size, 12, device=device)  # steps each pitch class sounded
+        self.key = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.phase = torch.full((batch_size,), FREE, device=device)
+        if self.cadence is not None:
+            self._enter_phases()
+
+    def _chords(self, roots: torch.Tensor, intervals: list[torch.Tensor]) -> torch.Tensor:
+        import torch
+
+        chords = torch.zeros(len(roots), 12, dtype=torch.bool, device=roots.device)
+        for interval in intervals:
+            chords[torch.arange(len(roots)), (roots + interval) % 12] = True
+        return chords
+
+    def _enter_phases(self) -> None:
+        """Move rows into the forced dominant and tonic when the steps reach them."""
+        import torch
+
+        latest = self.cadence[1]
+        dominant_from = max(0, latest - self.bar_steps // 4)
+        self.phase = torch.where((self.phase == FREE) & (self.steps >= dominant_from), DOMINANT, self.phase)
+        self.phase = torch.where((self.phase == DOMINANT) & (self.steps >= latest), TONIC, self.phase)
+
+    def allowed(self) -> torch.Tensor:
+        import torch
+
+        grammar = super().allowed()
+        rows, first, pitches = len(self.steps), self.first_note, self.pitches
+        between = self.notes == 0
+        k = self.notes.clamp(max=3)
+        anything = torch.ones(rows, pitches, dtype=torch.bool, device=self.steps.device)
+        new_rules = new_ranges = new_chord = held_rules = held_chord = anything
+        step_end = torch.ones(rows, dtype=torch.bool, device=self.steps.device)
+        if self.satb:
+            own = self.before.gather(1, k[:, None]).squeeze(1)  # this voice's pitch in the step before
+            new_ranges = self.in_range[k]
+            new_rules = new_ranges & ~self._parallels(k, own) & self._spacing(k)
+            held_rules = self.pitch_index[None, :] == own[:, None]
+            step_end = self.notes >= 4
+        if self.cadence is not None:
+            new_chord, held_chord, chord_end = self._cadence_masks(k)
+            step_end = step_end & chord_end
+        levels = [(new_rules & new_chord, held_rules & held_chord), (new_ranges & new_chord, held_rules & held_chord),
+                  (new_chord, held_chord)]
+        mask = grammar
+        for new, held in reversed(levels):  # the strictest level that leaves a row a token wins
+            candidate = grammar.clone()
+            candidate[:, first:first + pitches] &= new
+            candidate[:, first + pitches:] &= held
+            candidate[:, self.step_end] &= step_end
+            mask = torch.where(candidate.any(1, keepdim=True), candidate, mask)
+        ending = self.done | (self.steps >= self.max_steps)
+        if self.cadence is not None:
+            ending |= (self.phase == HOLD) & between & (self.steps % self.bar_steps == 0)
+        return force(mask, ending, self.end)
+
+    def _parallels(self, k: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """[rows, pitches]: new notes for voice ``k`` that would move in parallel fifths or octaves with a
+        voice above it, whose note in this step is chosen already."""
+        import torch
+
+        now, then = self.voice[:, :3], self.before[:, :3]
+        moved = (torch.arange(3, device=k.device)[None, :] < k[:, None]) & (now >= 0) & (then >= 0) & (now != then)
+        interval = (then - own[:, None]) % 12
+        perfect = moved & (own >= 0)[:, None] & ((interval == 0) | (interval == FIFTH))
+        candidate = self.pitch_index[None, None, :]
+        same_interval = (now[:, :, None] - candidate) % 12 == interval[:, :, None]
+        same_way = torch.sign(candidate - own[:, None, None]) == torch.sign(now - then)[:, :, None]
+        return (perfect[:, :, None] & same_interval & same_way).any(1)
+
+    def _spacing(self, k: torch.Tensor) -> torch.Tensor:
+        """[rows, pitches]: alto and tenor stay within an octave of the voice above."""
+        above = self.voice.gather(1, (k - 1).clamp(min=0)[:, None])
+        return ~((k == 1) | (k == 2))[:, None] | (self.pitch_index[None, :] >= above - 12)
+
+    def _cadence_masks(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(NEW_NOTE pitches, CONTINUED_NOTE pitches, step end) allowed by the cadence: in the forced dominant
+        and tonic, notes of the chord with its root in the bass; while holding, the notes of the step before."""
+        import torch
+
+        dominant, tonic, hold = self.phase == DOMINANT, self.phase == TONIC, self.phase == HOLD
+        chord = torch.where(dominant[:, None], self.dominant_chord[self.key], self.tonic_chord[self.key])
+        root = torch.where(dominant, (self.key + FIFTH) % 12, self.key % 12)
+        pitch_class = self.pitch_class[None, :]
+        in_chord = chord[:, self.pitch_class] | ~(dominant | tonic)[:, None]
+        lowest = self.pitch_class[self.lowest.clamp(max=self.pitches - 1)]
+        step_end = ~(dominant | tonic) | (self.notes > 0) & (lowest == root)
+        if self.satb:
+            bass = (k == 3)[:, None] & (pitch_class != root[:, None])
+            tenor_low = (k == 2)[:, None] & (self.pitch_index[None, :] <= self.bass_floor[root][:, None])
+            in_chord = in_chord & ~((dominant | tonic)[:, None] & (bass | tenor_low))
+        remaining = self.previous & (self.pitch_index[None, :] < self.lowest[:, None])
+        top = torch.nn.functional.one_hot((remaining * (self.pitch_index + 1)).argmax(1), self.pitches).bool()
+        holding = hold[:, None]
+        new = in_chord & ~holding
+        held = torch.where(holding, top & remaining, in_chord)
+        step_end = torch.where(hold, ~remaining.any(1), step_end)
+        return new, held, step_end
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        import torch
+
+        is_note = tokens >= self.first_note
+        pitch = (tokens - self.first_note).clamp(min=0) % self.pitches
+        slot = is_note & (self.notes < 4)
+        which = torch.arange(4, device=tokens.device)[None, :] == self.notes.clamp(max=3)[:, None]
+        self.voice = torch.where(slot[:, None] & which, pitch[:, None], self.voice)
+        step_end = tokens == self.step_end
+        if self.cadence is not None:
+            self._detect_cadence(step_end)
+        super().advance(tokens)
+        self.before = torch.where(step_end[:, None], self.voice, self.before)
+        self.voice = torch.where(step_end[:, None], -1, self.voice)
+        if self.cadence is not None:
+            self._enter_phases()
+
+    def _detect_cadence(self, step_end: torch.Tensor) -> None:
+        """At the end of a step: count its pitch classes, follow the key while the music is free, and hold a
+        tonic chord that a dominant led to on a strong beat; a forced tonic chord is held too."""
+        import torch
+
+        sounding = self.sounding.float() @ self.class_of  # [rows, 12]
+        self.histogram += sounding * step_end[:, None]
+        free = self.phase == FREE
+        estimate = (self.histogram @ self.profiles).argmax(1)
+        self.key = torch.where(free & step_end, estimate, self.key)
+        present, before = sounding > 0, (self.previous.float() @ self.class_of) > 0
+        bass = self.pitch_class[self.lowest.clamp(max=self.pitches - 1)]
+        bass_before = self.pitch_class[self.previous.int().argmax(1)]
+        tonic = (present & ~self.tonic_chord[self.key]).sum(1).eq(0) & (bass == self.key % 12) & (self.notes > 0)
+        dominant = ((before & ~self.dominant_chord[self.key]).sum(1).eq(0) & self.previous.any(1)
+                    & (self.dominant_basses[self.key] == bass_before[:, None]).any(1))
+        strong = self.steps % (self.bar_steps // 2) == 0
+        found = free & step_end & (self.steps >= self.cadence[0]) & strong & tonic & dominant
+        self.phase = torch.where(found | (self.phase == TONIC) & step_end, HOLD, self.phase)

@@ -172,12 +172,12 @@ class ChoraleConstraint(PolyphonyConstraint):
     """The polyphony grammar with an ending at a cadence and, with ``satb``, four-part voice leading.
 
     ``cadence`` (``(earliest, latest)`` steps, see :func:`cadence_window`; None: the length window of
-    :class:`PolyphonyConstraint`): the model writes freely, without ending, until a step on a strong beat
-    (beat 1 or 3 of a 4/4 bar) from ``earliest`` on sounds the tonic chord of the key estimated from the notes
-    so far, root in the bass, right after a dominant chord (notes of V7, its root or third in the bass). That
-    chord is held to the end of its bar (a half or whole note) and the piece ends. Where none has come by
-    ``latest``, the beat before ``latest`` is held to the dominant seventh chord of the key (root in the bass)
-    and ``latest`` sounds the tonic triad, held to the end of its bar.
+    :class:`PolyphonyConstraint`): the model writes freely, without ending, until it writes a dominant chord
+    (notes of the key's V7, its root or third in the bass; the key estimated from the notes so far) just before
+    a strong beat (beat 1 or 3 of a 4/4 bar) from ``earliest`` on. That beat then sounds the tonic triad, root
+    in the bass, held to the end of its bar (a half or whole note), and the piece ends. Where no dominant has
+    come by ``latest``, the beat before ``latest`` is held to the dominant seventh chord (root in the bass)
+    and ``latest`` sounds the tonic.
 
     ``satb``: every step sounds four notes, the k-th highest being voice k (soprano, alto, tenor, bass); a
     voice strikes notes only within its range (``ranges``: pitch indices, inclusive), holds only its own note,
@@ -214,7 +214,9 @@ class ChoraleConstraint(PolyphonyConstraint):
                                                       0 * tonic + 10])
         self.dominant_basses = torch.stack([dominant, (dominant + MAJOR_THIRD) % 12], 1)  # root or leading tone
         ranges = self.ranges or [(0, self.pitches - 1)] * 4
-        self.in_range = torch.stack([(self.pitch_index >= low) & (self.pitch_index <= high) for low, high in ranges])
+        self.range_low = torch.tensor([low for low, _ in ranges], device=device)
+        self.range_high = torch.tensor([high for _, high in ranges], device=device)
+        self.specials = torch.zeros(batch_size, self.first_note, dtype=torch.bool, device=device)
         bass_low = ranges[-1][0]
         # per pitch class, the lowest pitch index of that class in the bass's range (the tenor stays above it)
         self.bass_floor = torch.stack([((pitch_class == c) & (self.pitch_index >= bass_low)).int().argmax()
@@ -247,35 +249,47 @@ class ChoraleConstraint(PolyphonyConstraint):
     def allowed(self) -> torch.Tensor:
         import torch
 
-        grammar = super().allowed()
-        rows, first, pitches = len(self.steps), self.first_note, self.pitches
-        between = self.notes == 0
         k = self.notes.clamp(max=3)
-        anything = torch.ones(rows, pitches, dtype=torch.bool, device=self.steps.device)
-        new_rules = new_ranges = new_chord = held_rules = held_chord = anything
-        step_end = torch.ones(rows, dtype=torch.bool, device=self.steps.device)
-        if self.satb:
-            own = self.before.gather(1, k[:, None]).squeeze(1)  # this voice's pitch in the step before
-            new_ranges = self.in_range[k]
-            new_rules = new_ranges & ~self._parallels(k, own) & self._spacing(k)
-            held_rules = self.pitch_index[None, :] == own[:, None]
-            step_end = self.notes >= 4
-        if self.cadence is not None:
-            new_chord, held_chord, chord_end = self._cadence_masks(k)
-            step_end = step_end & chord_end
-        levels = [(new_rules & new_chord, held_rules & held_chord), (new_ranges & new_chord, held_rules & held_chord),
-                  (new_chord, held_chord)]
-        mask = grammar
-        for new, held in reversed(levels):  # the strictest level that leaves a row a token wins
-            candidate = grammar.clone()
-            candidate[:, first:first + pitches] &= new
-            candidate[:, first + pitches:] &= held
-            candidate[:, self.step_end] &= step_end
-            mask = torch.where(candidate.any(1, keepdim=True), candidate, mask)
+        chord = self._cadence_masks(k) if self.cadence is not None and bool((self.phase != FREE).any()) else None
+        grammar = self._voicing(k) if self.satb else super().allowed()
+        mask = grammar if chord is None else self._within(grammar, *chord)
+        if chord is not None and self.satb:
+            ok = mask.any(1, keepdim=True)
+            if not bool(ok.all()):  # the voicing rules give way to the cadence's chord, and that to the grammar
+                plain = super().allowed()
+                relaxed = self._within(plain, *chord)
+                mask = torch.where(ok, mask, torch.where(relaxed.any(1, keepdim=True), relaxed, plain))
         ending = self.done | (self.steps >= self.max_steps)
         if self.cadence is not None:
-            ending |= (self.phase == HOLD) & between & (self.steps % self.bar_steps == 0)
+            ending |= (self.phase == HOLD) & (self.notes == 0) & (self.steps % self.bar_steps == 0)
         return force(mask, ending, self.end)
+
+    def _voicing(self, k: torch.Tensor) -> torch.Tensor:
+        """The grammar of four voices: voice ``k`` strikes a note in its range, below the voice above and (alto,
+        tenor) within an octave of it, without parallels; or holds its own note; four notes end a step."""
+        import torch
+
+        own = self.before.gather(1, k[:, None]).squeeze(1)  # this voice's pitch in the step before
+        above = self.voice.gather(1, (k - 1).clamp(min=0)[:, None]).squeeze(1)
+        low = torch.where((k == 1) | (k == 2), torch.maximum(self.range_low[k], above - 12), self.range_low[k])
+        high = torch.minimum(self.range_high[k], self.lowest - 1)
+        open_ = (self.notes < 4)[:, None]
+        new = (self.pitch_index >= low[:, None]) & (self.pitch_index <= high[:, None]) & open_
+        if bool(((k > 0) & (self.notes < 4)).any()):
+            new &= ~self._parallels(k, own)
+        held = (self.pitch_index == own[:, None]) & (self.pitch_index < self.lowest[:, None]) & open_
+        specials = self.specials.clone()
+        specials[:, self.step_end] = self.notes >= 4
+        specials[:, self.end] = (self.notes == 0) & (self.steps >= self.min_steps)
+        return torch.cat([specials, new, held], 1)
+
+    def _within(self, mask: torch.Tensor, new: torch.Tensor, held: torch.Tensor, step_end: torch.Tensor) -> torch.Tensor:
+        """``mask`` less the NEW_NOTE and CONTINUED_NOTE pitches and step ends that are not allowed [rows, ...]."""
+        mask = mask.clone()
+        mask[:, self.first_note:self.first_note + self.pitches] &= new
+        mask[:, self.first_note + self.pitches:] &= held
+        mask[:, self.step_end] &= step_end
+        return mask
 
     def _parallels(self, k: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
         """[rows, pitches]: new notes for voice ``k`` that would move in parallel fifths or octaves with a
@@ -283,18 +297,13 @@ class ChoraleConstraint(PolyphonyConstraint):
         import torch
 
         now, then = self.voice[:, :3], self.before[:, :3]
-        moved = (torch.arange(3, device=k.device)[None, :] < k[:, None]) & (now >= 0) & (then >= 0) & (now != then)
         interval = (then - own[:, None]) % 12
-        perfect = moved & (own >= 0)[:, None] & ((interval == 0) | (interval == FIFTH))
-        candidate = self.pitch_index[None, None, :]
-        same_interval = (now[:, :, None] - candidate) % 12 == interval[:, :, None]
-        same_way = torch.sign(candidate - own[:, None, None]) == torch.sign(now - then)[:, :, None]
-        return (perfect[:, :, None] & same_interval & same_way).any(1)
-
-    def _spacing(self, k: torch.Tensor) -> torch.Tensor:
-        """[rows, pitches]: alto and tenor stay within an octave of the voice above."""
-        above = self.voice.gather(1, (k - 1).clamp(min=0)[:, None])
-        return ~((k == 1) | (k == 2))[:, None] | (self.pitch_index[None, :] >= above - 12)
+        perfect = ((interval == 0) | (interval == FIFTH)) & (then >= 0) & (now >= 0) & (own >= 0)[:, None]
+        way = torch.sign(now - then)  # 0 where the voice above holds or repeats its note (or is not chosen yet)
+        target = (now + self.lowest_pitch - interval) % 12  # the pitch class that would repeat the interval
+        rows = (perfect & (way != 0))[:, :, None]
+        side = torch.sign(self.pitch_index[None, :] - own[:, None])[:, None, :]
+        return (rows & (self.pitch_class[None, None, :] == target[:, :, None]) & (side == way[:, :, None])).any(1)
 
     def _cadence_masks(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(NEW_NOTE pitches, CONTINUED_NOTE pitches, step end) allowed by the cadence: in the forced dominant
@@ -329,30 +338,30 @@ class ChoraleConstraint(PolyphonyConstraint):
         which = torch.arange(4, device=tokens.device)[None, :] == self.notes.clamp(max=3)[:, None]
         self.voice = torch.where(slot[:, None] & which, pitch[:, None], self.voice)
         step_end = tokens == self.step_end
-        if self.cadence is not None:
+        ends_a_step = bool(step_end.any())
+        if self.cadence is not None and ends_a_step:
             self._detect_cadence(step_end)
         super().advance(tokens)
-        self.before = torch.where(step_end[:, None], self.voice, self.before)
-        self.voice = torch.where(step_end[:, None], -1, self.voice)
-        if self.cadence is not None:
-            self._enter_phases()
+        if ends_a_step:
+            self.before = torch.where(step_end[:, None], self.voice, self.before)
+            self.voice = torch.where(step_end[:, None], -1, self.voice)
+            if self.cadence is not None:
+                self._enter_phases()
 
     def _detect_cadence(self, step_end: torch.Tensor) -> None:
-        """At the end of a step: count its pitch classes, follow the key while the music is free, and hold a
-        tonic chord that a dominant led to on a strong beat; a forced tonic chord is held too."""
+        """At the end of a step: count its pitch classes and follow the key while the music is free; a dominant
+        chord just before a strong beat in the window calls for the tonic there; a tonic chord is then held."""
         import torch
 
         sounding = self.sounding.float() @ self.class_of  # [rows, 12]
         self.histogram += sounding * step_end[:, None]
         free = self.phase == FREE
-        estimate = (self.histogram @ self.profiles).argmax(1)
-        self.key = torch.where(free & step_end, estimate, self.key)
-        present, before = sounding > 0, (self.previous.float() @ self.class_of) > 0
+        self.key = torch.where(free & step_end, (self.histogram @ self.profiles).argmax(1), self.key)
         bass = self.pitch_class[self.lowest.clamp(max=self.pitches - 1)]
-        bass_before = self.pitch_class[self.previous.int().argmax(1)]
-        tonic = (present & ~self.tonic_chord[self.key]).sum(1).eq(0) & (bass == self.key % 12) & (self.notes > 0)
-        dominant = ((before & ~self.dominant_chord[self.key]).sum(1).eq(0) & self.previous.any(1)
-                    & (self.dominant_basses[self.key] == bass_before[:, None]).any(1))
-        strong = self.steps % (self.bar_steps // 2) == 0
-        found = free & step_end & (self.steps >= self.cadence[0]) & strong & tonic & dominant
-        self.phase = torch.where(found | (self.phase == TONIC) & step_end, HOLD, self.phase)
+        dominant = (((sounding > 0) & ~self.dominant_chord[self.key]).sum(1).eq(0) & (self.notes > 0)
+                    & (self.dominant_basses[self.key] == bass[:, None]).any(1))
+        following = self.steps + 1
+        strong = following % (self.bar_steps // 2) == 0
+        found = free & step_end & (following >= self.cadence[0]) & strong & dominant
+        held = (self.phase == TONIC) & step_end
+        self.phase = torch.where(held, HOLD, torch.where(found, TONIC, self.phase))

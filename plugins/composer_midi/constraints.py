@@ -253,12 +253,11 @@ class ChoraleConstraint(PolyphonyConstraint):
         chord = self._cadence_masks(k) if self.cadence is not None and bool((self.phase != FREE).any()) else None
         grammar = self._voicing(k) if self.satb else super().allowed()
         mask = grammar if chord is None else self._within(grammar, *chord)
-        if chord is not None and self.satb:
-            ok = mask.any(1, keepdim=True)
-            if not bool(ok.all()):  # the voicing rules give way to the cadence's chord, and that to the grammar
-                plain = super().allowed()
-                relaxed = self._within(plain, *chord)
-                mask = torch.where(ok, mask, torch.where(relaxed.any(1, keepdim=True), relaxed, plain))
+        ok = mask.any(1, keepdim=True)
+        if not bool(ok.all()):  # the voicing rules give way to the cadence's chord, and that to the grammar
+            plain = super().allowed()
+            relaxed = plain if chord is None else self._within(plain, *chord)
+            mask = torch.where(ok, mask, torch.where(relaxed.any(1, keepdim=True), relaxed, plain))
         ending = self.done | (self.steps >= self.max_steps)
         if self.cadence is not None:
             ending |= (self.phase == HOLD) & (self.notes == 0) & (self.steps % self.bar_steps == 0)

@@ -183,7 +183,7 @@ class ChoraleConstraint(PolyphonyConstraint):
     voice strikes notes only within its range (``ranges``: pitch indices, inclusive), holds only its own note,
     stays within an octave of the voice above (alto and tenor), and no two voices move the same way from a
     perfect fifth or octave (compound intervals too) to the same interval again. Where the rules leave a row
-    no token they give way in turn: first parallels and spacing, then the ranges, then the cadence's chord.
+    no token they give way in turn: first the parallels, then the cadence's chord (a voice's range never).
 
     ``lowest_pitch``: the MIDI pitch of the first NEW_NOTE token; ``bar_steps``: steps per 4/4 bar."""
 
@@ -216,9 +216,8 @@ class ChoraleConstraint(PolyphonyConstraint):
         ranges = self.ranges or [(0, self.pitches - 1)] * 4
         self.range_low = torch.tensor([low for low, _ in ranges], device=device)
         self.range_high = torch.tensor([high for _, high in ranges], device=device)
-        self.specials = torch.zeros(batch_size, self.first_note, dtype=torch.bool, device=device)
         bass_low = ranges[-1][0]
-        # per pitch class, the lowest pitch index of that class in the bass's range (the tenor stays above it)
+        # per pitch class, the lowest pitch index of that class in the bass's range
         self.bass_floor = torch.stack([((pitch_class == c) & (self.pitch_index >= bass_low)).int().argmax()
                                        for c in range(12)])
         self.voice = torch.full((batch_size, 4), -1, device=device)  # pitch index per voice in this step
@@ -253,19 +252,25 @@ class ChoraleConstraint(PolyphonyConstraint):
         chord = self._cadence_masks(k) if self.cadence is not None and bool((self.phase != FREE).any()) else None
         grammar = self._voicing(k) if self.satb else super().allowed()
         mask = grammar if chord is None else self._within(grammar, *chord)
-        ok = mask.any(1, keepdim=True)
-        if not bool(ok.all()):  # the voicing rules give way to the cadence's chord, and that to the grammar
+        if not bool(mask.any(1).all()):  # the rules give way in turn: parallels, the cadence's chord, ranges
             plain = super().allowed()
-            relaxed = plain if chord is None else self._within(plain, *chord)
-            mask = torch.where(ok, mask, torch.where(relaxed.any(1, keepdim=True), relaxed, plain))
+            fallbacks = [plain]
+            if chord is not None:
+                fallbacks.insert(0, self._within(plain, *chord))
+            if self.satb:
+                ranges = self._voicing(k, parallels=False)
+                fallbacks[:0] = [ranges] if chord is None else [self._within(ranges, *chord), ranges]
+            for relaxed in fallbacks:
+                mask = torch.where(mask.any(1, keepdim=True), mask, relaxed)
         ending = self.done | (self.steps >= self.max_steps)
         if self.cadence is not None:
             ending |= (self.phase == HOLD) & (self.notes == 0) & (self.steps % self.bar_steps == 0)
         return force(mask, ending, self.end)
 
-    def _voicing(self, k: torch.Tensor) -> torch.Tensor:
+    def _voicing(self, k: torch.Tensor, parallels: bool = True) -> torch.Tensor:
         """The grammar of four voices: voice ``k`` strikes a note in its range, below the voice above and (alto,
-        tenor) within an octave of it, without parallels; or holds its own note; four notes end a step."""
+        tenor) within an octave of it, without parallels (unless ``parallels`` is False); or holds its own
+        note; four notes end a step."""
         import torch
 
         own = self.before.gather(1, k[:, None]).squeeze(1)  # this voice's pitch in the step before
@@ -274,10 +279,10 @@ class ChoraleConstraint(PolyphonyConstraint):
         high = torch.minimum(self.range_high[k], self.lowest - 1)
         open_ = (self.notes < 4)[:, None]
         new = (self.pitch_index >= low[:, None]) & (self.pitch_index <= high[:, None]) & open_
-        if bool(((k > 0) & (self.notes < 4)).any()):
+        if parallels and bool(((k > 0) & (self.notes < 4)).any()):
             new &= ~self._parallels(k, own)
         held = (self.pitch_index == own[:, None]) & (self.pitch_index < self.lowest[:, None]) & open_
-        specials = self.specials.clone()
+        specials = torch.zeros(len(k), self.first_note, dtype=torch.bool, device=k.device)
         specials[:, self.step_end] = self.notes >= 4
         specials[:, self.end] = (self.notes == 0) & (self.steps >= self.min_steps)
         return torch.cat([specials, new, held], 1)
@@ -316,10 +321,21 @@ class ChoraleConstraint(PolyphonyConstraint):
         in_chord = chord[:, self.pitch_class] | ~(dominant | tonic)[:, None]
         lowest = self.pitch_class[self.lowest.clamp(max=self.pitches - 1)]
         step_end = ~(dominant | tonic) | (self.notes > 0) & (lowest == root)
+        # the root must stay reachable below: other notes (in four parts, the upper voices) lie above its lowest
+        # place in the bass's range; in four parts the bass sings it
+        not_root = pitch_class != root[:, None]
+        below_floor = self.pitch_index[None, :] <= self.bass_floor[root][:, None]
+        misplaced = torch.where((k == 3)[:, None], not_root, below_floor) if self.satb else not_root & below_floor
         if self.satb:
-            bass = (k == 3)[:, None] & (pitch_class != root[:, None])
-            tenor_low = (k == 2)[:, None] & (self.pitch_index[None, :] <= self.bass_floor[root][:, None])
-            in_chord = in_chord & ~((dominant | tonic)[:, None] & (bass | tenor_low))
+            # the final soprano sings the root or the third (a perfect authentic cadence)
+            misplaced |= (tonic & (k == 0))[:, None] & (pitch_class == (root[:, None] + FIFTH) % 12)
+            # where the bass must move to the root, an upper voice that moves keeps no fifth or octave with it
+            own, bass = self.before.gather(1, k[:, None]), self.before[:, 3:]
+            interval = (own - bass) % 12
+            perfect = (k < 3)[:, None] & (own >= 0) & (bass >= 0) & ((interval == 0) | (interval == FIFTH))
+            moving_bass = perfect & (self.pitch_class[bass.clamp(min=0)] != root[:, None])
+            misplaced |= moving_bass & ((pitch_class - root[:, None]) % 12 == interval) & (self.pitch_index != own)
+        in_chord = in_chord & ~((dominant | tonic)[:, None] & misplaced)
         remaining = self.previous & (self.pitch_index[None, :] < self.lowest[:, None])
         top = torch.nn.functional.one_hot((remaining * (self.pitch_index + 1)).argmax(1), self.pitches).bool()
         holding = hold[:, None]

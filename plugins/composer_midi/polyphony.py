@@ -183,7 +183,7 @@ class PolyphonyEncoder(Encoder):
             ranges = [(max(0, a - low), min(self.pitches - 1, b - low)) for a, b in SATB_RANGES]
             constraint = ChoraleConstraint(
                 self.pitches, END, STEP_END, FIRST_NOTE, lowest_pitch=low, bar_steps=self.bar_steps,
-                min_steps=least, max_steps=most, satb=voicing == "satb", ranges=ranges,
+                min_steps=least, max_steps=most, satb=voicing == "satb", ranges=ranges if voicing == "satb" else (),
                 cadence=cadence_window(length, self.bar_steps) if cadence == "auto" else None)
         return GenerationPlan(max_tokens=constraint.max_steps * TOKENS_PER_STEP + 1, constraint=constraint)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from composer import ComposerError, Constraint
-from composer_midi.harmony import FIFTH, MAJOR_THIRD, MINOR_THIRD
+from composer_midi.harmony import FIFTH, MAJOR_THIRD, MINOR_SEVENTH, MINOR_THIRD
 from composer_midi.notes import KEY_PROFILES
 
 if TYPE_CHECKING:
@@ -208,10 +208,9 @@ class ChoraleConstraint(PolyphonyConstraint):
         self.profiles = torch.tensor(KEY_PROFILES, dtype=torch.float32, device=device)
         keys = torch.arange(24, device=device)
         tonic, third = keys % 12, torch.where(keys >= 12, MINOR_THIRD, MAJOR_THIRD)
-        self.tonic_chord = self._chords(tonic, [0 * tonic, third, 0 * tonic + FIFTH])  # [24, 12]
+        self.tonic_chord = self._chords(tonic, [0, third, FIFTH])  # [24 keys, 12 pitch classes]
         dominant = (tonic + FIFTH) % 12
-        self.dominant_chord = self._chords(dominant, [0 * tonic, 0 * tonic + MAJOR_THIRD, 0 * tonic + FIFTH,
-                                                      0 * tonic + 10])
+        self.dominant_chord = self._chords(dominant, [0, MAJOR_THIRD, FIFTH, MINOR_SEVENTH])
         self.dominant_basses = torch.stack([dominant, (dominant + MAJOR_THIRD) % 12], 1)  # root or leading tone
         ranges = self.ranges or [(0, self.pitches - 1)] * 4
         self.range_low = torch.tensor([low for low, _ in ranges], device=device)
@@ -228,7 +227,8 @@ class ChoraleConstraint(PolyphonyConstraint):
         if self.cadence is not None:
             self._enter_phases()
 
-    def _chords(self, roots: torch.Tensor, intervals: list[torch.Tensor]) -> torch.Tensor:
+    def _chords(self, roots: torch.Tensor, intervals: list[Any]) -> torch.Tensor:
+        """[len(roots), 12]: the pitch classes of a chord of ``intervals`` (ints, or one per root) on each root."""
         import torch
 
         chords = torch.zeros(len(roots), 12, dtype=torch.bool, device=roots.device)
@@ -287,7 +287,8 @@ class ChoraleConstraint(PolyphonyConstraint):
         specials[:, self.end] = (self.notes == 0) & (self.steps >= self.min_steps)
         return torch.cat([specials, new, held], 1)
 
-    def _within(self, mask: torch.Tensor, new: torch.Tensor, held: torch.Tensor, step_end: torch.Tensor) -> torch.Tensor:
+    def _within(self, mask: torch.Tensor, new: torch.Tensor, held: torch.Tensor,
+                step_end: torch.Tensor) -> torch.Tensor:
         """``mask`` less the NEW_NOTE and CONTINUED_NOTE pitches and step ends that are not allowed [rows, ...]."""
         mask = mask.clone()
         mask[:, self.first_note:self.first_note + self.pitches] &= new

@@ -15,7 +15,7 @@ from composer_midi.notes import Note, best_key
 
 # Voice ranges (MIDI pitches, inclusive), top voice first: soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4.
 SATB_RANGES = ((60, 79), (55, 74), (48, 67), (40, 60))
-MAJOR_THIRD, MINOR_THIRD, FIFTH = 4, 3, 7
+MAJOR_THIRD, MINOR_THIRD, FIFTH, MINOR_SEVENTH = 4, 3, 7, 10
 # Chords as intervals above their root: triads, seventh chords, a bare fifth, a lone root.
 CHORDS = ({0, 4, 7}, {0, 3, 7}, {0, 3, 6}, {0, 4, 8}, {0, 4, 7, 10}, {0, 3, 7, 10}, {0, 3, 6, 10}, {0, 4, 7, 11},
           {0, 3, 6, 9}, {0, 7}, {0})

@@ -15,11 +15,20 @@ import pretty_midi
 from composer import Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
 from composer_midi import stats
 from composer_midi.constraints import ChoraleConstraint, PolyphonyConstraint, bar_window, cadence_window
-from composer_midi.harmony import SATB_RANGES, chord_root, final_chord
 from composer_midi.corpora import read_file
 from composer_midi.examples import example_pieces
-from composer_midi.notes import (Note, describe, fit_range, key_number, new_midi, quantize, skyline, to_seconds,
-                                 transpose_tokens)
+from composer_midi.harmony import SATB_RANGES, chord_root, final_chord
+from composer_midi.notes import (
+    Note,
+    describe,
+    fit_range,
+    key_number,
+    new_midi,
+    quantize,
+    skyline,
+    to_seconds,
+    transpose_tokens,
+)
 from composer_midi.voices import assign_voices
 
 START, END, STEP_END, FIRST_NOTE = 0, 1, 2, 3

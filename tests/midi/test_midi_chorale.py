@@ -4,14 +4,14 @@ chorale constraint with a small untrained model (whatever it prefers, the rules 
 import pretty_midi
 import pytest
 import torch
+from composer_midi import stats
+from composer_midi.harmony import SATB_RANGES, chord_root, ends_on_tonic, in_range
+from composer_midi.notes import Note, quantize
 
 import composer
 from composer import ComposerError, checkpoint, plugins
 from composer.model import ModelConfig, SequenceModel
 from composer.training import _head_fields
-from composer_midi import stats
-from composer_midi.harmony import SATB_RANGES, chord_root, ends_on_tonic, in_range
-from composer_midi.notes import Note, quantize
 
 BAR = 16  # steps per 4/4 bar
 

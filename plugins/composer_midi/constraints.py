@@ -196,7 +196,7 @@ class ChoraleConstraint(PolyphonyConstraint):
             min_steps = max_steps = cadence[1] + bar_steps
         super().__init__(pitches, end, step_end, first_note, min_steps, max_steps, max_notes=4 if satb else None)
         self.lowest_pitch, self.bar_steps, self.cadence, self.satb = lowest_pitch, bar_steps, cadence, satb
-        self.ranges = list(ranges)
+        self.satb_ranges = list(ranges)
 
     def start(self, batch_size: int, device: Any) -> None:
         import torch
@@ -212,13 +212,14 @@ class ChoraleConstraint(PolyphonyConstraint):
         dominant = (tonic + FIFTH) % 12
         self.dominant_chord = self._chords(dominant, [0, MAJOR_THIRD, FIFTH, MINOR_SEVENTH])
         self.dominant_basses = torch.stack([dominant, (dominant + MAJOR_THIRD) % 12], 1)  # root or leading tone
-        ranges = self.ranges or [(0, self.pitches - 1)] * 4
-        self.range_low = torch.tensor([low for low, _ in ranges], device=device)
-        self.range_high = torch.tensor([high for _, high in ranges], device=device)
+        ranges = self.satb_ranges or [(0, self.pitches - 1)] * 4
+        self.ranges = ranges
+        self.in_range = torch.stack([(self.pitch_index >= low) & (self.pitch_index <= high) for low, high in ranges])
         bass_low = ranges[-1][0]
         # per pitch class, the lowest pitch index of that class in the bass's range
         self.bass_floor = torch.stack([((pitch_class == c) & (self.pitch_index >= bass_low)).int().argmax()
                                        for c in range(12)])
+        self.voice_index = torch.arange(4, device=device)[None, :]
         self.voice = torch.full((batch_size, 4), -1, device=device)  # pitch index per voice in this step
         self.before = torch.full((batch_size, 4), -1, device=device)  # ... in the step before
         self.histogram = torch.zeros(batch_size, 12, device=device)  # steps each pitch class sounded
@@ -248,7 +249,15 @@ class ChoraleConstraint(PolyphonyConstraint):
     def allowed(self) -> torch.Tensor:
         import torch
 
-        k = self.notes.clamp(max=3)
+        ending = self.done | (self.steps >= self.max_steps)
+        if self.cadence is not None:
+            ending |= (self.phase == HOLD) & (self.notes == 0) & (self.steps % self.bar_steps == 0)
+        if self.satb and bool(((self.notes >= 4) | ending).all()):  # four notes each: the steps end
+            mask = torch.zeros(len(self.notes), self.vocab_size, dtype=torch.bool, device=self.notes.device)
+            mask[:, self.step_end] = True
+            return force(mask, ending, self.end)
+        # in four parts every step has four notes, so all rows still writing are at the same voice
+        k = min(3, int(self.notes.max())) if self.satb else 0
         chord = self._cadence_masks(k) if self.cadence is not None and bool((self.phase != FREE).any()) else None
         grammar = self._voicing(k) if self.satb else super().allowed()
         mask = grammar if chord is None else self._within(grammar, *chord)
@@ -262,29 +271,30 @@ class ChoraleConstraint(PolyphonyConstraint):
                 fallbacks[:0] = [ranges] if chord is None else [self._within(ranges, *chord), ranges]
             for relaxed in fallbacks:
                 mask = torch.where(mask.any(1, keepdim=True), mask, relaxed)
-        ending = self.done | (self.steps >= self.max_steps)
-        if self.cadence is not None:
-            ending |= (self.phase == HOLD) & (self.notes == 0) & (self.steps % self.bar_steps == 0)
         return force(mask, ending, self.end)
 
-    def _voicing(self, k: torch.Tensor, parallels: bool = True) -> torch.Tensor:
-        """The grammar of four voices: voice ``k`` strikes a note in its range, below the voice above and (alto,
-        tenor) within an octave of it, without parallels (unless ``parallels`` is False); or holds its own
-        note; four notes end a step."""
+    def _voicing(self, k: int, parallels: bool = True) -> torch.Tensor:
+        """The grammar of four voices, for rows whose next note is voice ``k``'s: it strikes a note in its range,
+        below the voice above and (alto, tenor) within an octave of it, without parallels (unless
+        ``parallels`` is False); or it holds its own note. Four notes end a step (see :meth:`allowed`)."""
         import torch
 
-        own = self.before.gather(1, k[:, None]).squeeze(1)  # this voice's pitch in the step before
-        above = self.voice.gather(1, (k - 1).clamp(min=0)[:, None]).squeeze(1)
-        low = torch.where((k == 1) | (k == 2), torch.maximum(self.range_low[k], above - 12), self.range_low[k])
-        high = torch.minimum(self.range_high[k], self.lowest - 1)
-        open_ = (self.notes < 4)[:, None]
-        new = (self.pitch_index >= low[:, None]) & (self.pitch_index <= high[:, None]) & open_
-        if parallels and bool(((k > 0) & (self.notes < 4)).any()):
-            new &= ~self._parallels(k, own)
-        held = (self.pitch_index == own[:, None]) & (self.pitch_index < self.lowest[:, None]) & open_
-        specials = torch.zeros(len(k), self.first_note, dtype=torch.bool, device=k.device)
-        specials[:, self.step_end] = self.notes >= 4
-        specials[:, self.end] = (self.notes == 0) & (self.steps >= self.min_steps)
+        rows = len(self.notes)
+        own = self.before[:, k]  # this voice's pitch in the step before
+        low, high = self.ranges[k]
+        if k == 0:
+            new = self.in_range[0].expand(rows, -1)
+            held = self.pitch_index == own[:, None]
+        else:
+            above = self.voice[:, k - 1]
+            floor = (above - 12).clamp(min=low) if k in (1, 2) else torch.full_like(above, low)
+            new = (self.pitch_index >= floor[:, None]) & (self.pitch_index < above.clamp(max=high + 1)[:, None])
+            if parallels:
+                new = new & ~self._parallels(k, own)
+            held = (self.pitch_index == own[:, None]) & (own < above)[:, None]
+        specials = torch.zeros(rows, self.first_note, dtype=torch.bool, device=own.device)
+        if k == 0:
+            specials[:, self.end] = self.steps >= self.min_steps
         return torch.cat([specials, new, held], 1)
 
     def _within(self, mask: torch.Tensor, new: torch.Tensor, held: torch.Tensor,
@@ -296,21 +306,21 @@ class ChoraleConstraint(PolyphonyConstraint):
         mask[:, self.step_end] &= step_end
         return mask
 
-    def _parallels(self, k: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    def _parallels(self, k: int, own: torch.Tensor) -> torch.Tensor:
         """[rows, pitches]: new notes for voice ``k`` that would move in parallel fifths or octaves with a
-        voice above it, whose note in this step is chosen already."""
+        voice above it (whose note in this step is chosen already)."""
         import torch
 
-        now, then = self.voice[:, :3], self.before[:, :3]
+        now, then = self.voice[:, :k], self.before[:, :k]
         interval = (then - own[:, None]) % 12
-        perfect = ((interval == 0) | (interval == FIFTH)) & (then >= 0) & (now >= 0) & (own >= 0)[:, None]
-        way = torch.sign(now - then)  # 0 where the voice above holds or repeats its note (or is not chosen yet)
+        perfect = ((interval == 0) | (interval == FIFTH)) & (then >= 0) & (own >= 0)[:, None]
+        way = torch.sign(now - then)  # 0 where the voice above holds or repeats its note
         target = (now + self.lowest_pitch - interval) % 12  # the pitch class that would repeat the interval
-        rows = (perfect & (way != 0))[:, :, None]
         side = torch.sign(self.pitch_index[None, :] - own[:, None])[:, None, :]
-        return (rows & (self.pitch_class[None, None, :] == target[:, :, None]) & (side == way[:, :, None])).any(1)
+        return ((perfect & (way != 0))[:, :, None] & (self.pitch_class[None, None, :] == target[:, :, None])
+                & (side == way[:, :, None])).any(1)
 
-    def _cadence_masks(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _cadence_masks(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(NEW_NOTE pitches, CONTINUED_NOTE pitches, step end) allowed by the cadence: in the forced dominant
         and tonic, notes of the chord with its root in the bass; while holding, the notes of the step before."""
         import torch
@@ -326,16 +336,21 @@ class ChoraleConstraint(PolyphonyConstraint):
         # place in the bass's range; in four parts the bass sings it
         not_root = pitch_class != root[:, None]
         below_floor = self.pitch_index[None, :] <= self.bass_floor[root][:, None]
-        misplaced = torch.where((k == 3)[:, None], not_root, below_floor) if self.satb else not_root & below_floor
-        if self.satb:
-            # the final soprano sings the root or the third (a perfect authentic cadence)
-            misplaced |= (tonic & (k == 0))[:, None] & (pitch_class == (root[:, None] + FIFTH) % 12)
+        if not self.satb:
+            misplaced = not_root & below_floor
+        elif k == 3:
+            misplaced = not_root
+        else:
+            misplaced = below_floor
+            if k == 0:  # the final soprano sings the root or the third (a perfect authentic cadence)
+                misplaced = misplaced | tonic[:, None] & (pitch_class == (root[:, None] + FIFTH) % 12)
             # where the bass must move to the root, an upper voice that moves keeps no fifth or octave with it
-            own, bass = self.before.gather(1, k[:, None]), self.before[:, 3:]
+            own, bass = self.before[:, k:k + 1], self.before[:, 3:]
             interval = (own - bass) % 12
-            perfect = (k < 3)[:, None] & (own >= 0) & (bass >= 0) & ((interval == 0) | (interval == FIFTH))
+            perfect = (own >= 0) & (bass >= 0) & ((interval == 0) | (interval == FIFTH))
             moving_bass = perfect & (self.pitch_class[bass.clamp(min=0)] != root[:, None])
-            misplaced |= moving_bass & ((pitch_class - root[:, None]) % 12 == interval) & (self.pitch_index != own)
+            misplaced = misplaced | (moving_bass & ((pitch_class - root[:, None]) % 12 == interval)
+                                     & (self.pitch_index != own))
         in_chord = in_chord & ~((dominant | tonic)[:, None] & misplaced)
         remaining = self.previous & (self.pitch_index[None, :] < self.lowest[:, None])
         top = torch.nn.functional.one_hot((remaining * (self.pitch_index + 1)).argmax(1), self.pitches).bool()
@@ -349,10 +364,10 @@ class ChoraleConstraint(PolyphonyConstraint):
         import torch
 
         is_note = tokens >= self.first_note
-        pitch = (tokens - self.first_note).clamp(min=0) % self.pitches
-        slot = is_note & (self.notes < 4)
-        which = torch.arange(4, device=tokens.device)[None, :] == self.notes.clamp(max=3)[:, None]
-        self.voice = torch.where(slot[:, None] & which, pitch[:, None], self.voice)
+        if bool(is_note.any()):
+            pitch = (tokens - self.first_note) % self.pitches
+            which = self.voice_index == self.notes.clamp(max=3)[:, None]
+            self.voice = torch.where((is_note & (self.notes < 4))[:, None] & which, pitch[:, None], self.voice)
         step_end = tokens == self.step_end
         ends_a_step = bool(step_end.any())
         if self.cadence is not None and ends_a_step:

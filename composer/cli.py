@@ -443,7 +443,7 @@ def sample(style, checkpoint, device, length, primer, label, like, interpolate, 
 @click.option("--style", help="A style name.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint file instead of a style.")
 @click.option("--corpus", help="Score this corpus (default: the training corpus's recorded held-out split).")
-@click.option("--samples", type=click.IntRange(min=0), default=16, show_default=True,
+@click.option("--samples", type=click.IntRange(min=0), default=64, show_default=True,
               help="Pieces to generate for the statistics beside the corpus's own (0: none).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed for the generated pieces.")

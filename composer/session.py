@@ -133,9 +133,10 @@ class Session:
 
     def plan(self, length: float | None = None, requests: dict[str, Any] | None = None) -> GenerationPlan:
         """The encoder's plan for a length (in its ``length_unit``; default: the style's) and requests (``-O``:
-        only those the encoder declares)."""
+        only those the encoder declares; a style's defaults may set some, e.g. ``bach``'s ``voicing``)."""
         requests = {key.replace("-", "_"): value for key, value in (requests or {}).items()}
         known = self.encoder.generation_options
+        requests = {**{k: v for k, v in self.defaults.items() if k in known}, **requests}
         unknown = [key for key in requests if key not in known]
         if unknown:
             raise ComposerError(f"unknown option '{unknown[0]}' for generating with {self.encoder.name} "
@@ -507,7 +508,7 @@ class HeldOut:
 # ------------------------------------------------------------------------------------ evaluation
 
 
-def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 16, seed: int = 0,
+def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 64, seed: int = 0,
              workers: int | None = None, device: str = "auto") -> dict[str, Any]:
     """Score a style or checkpoint on held-out data (see :meth:`Session.held_out`) and, with ``samples``,
     compare statistics of that many generated pieces (the style's default sampler) with the corpus's own."""

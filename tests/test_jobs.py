@@ -188,7 +188,7 @@ def test_styles_and_samplers_as_the_page_lists_them(isolated):
     styles = {s["name"]: s for s in jobs.style_list(get_registry())}
     assert styles["mine"]["source"] == "user" and styles["mine"]["encoder"] == "polyphony"
     assert styles["bach"]["source"] == "built-in"
-    assert styles["bach"]["requests"] == ["melody", "tempo", "program", "programs"]
+    assert styles["bach"]["requests"] == ["melody", "tempo", "program", "programs", "cadence", "voicing"]
     assert styles["bach"]["length_unit"] == "bars"
     assert styles["irish"]["requests"] == ["prime"] and styles["bach"]["description"]
     assert len(styles["hershey"]["labels"]) > 50 and styles["hershey"]["modality"] == "strokes"

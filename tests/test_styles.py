@@ -73,8 +73,10 @@ def test_a_shipped_token_style_samples_the_tokens_it_always_has(name):
 
     recorded = json.loads((Path(__file__).parent / "data" / "shipped_tokens.json").read_text())
     session = composer.load(name, device="cpu")
+    # recorded before polyphony ended at cadences and bach wrote in SATB voicing: those requests turned off
+    music = {"length": 4, "requests": {"cadence": "none", "voicing": "free"}} if name != "irish" else {}
     for sampler, options in [(None, {}), ("beam", {"beam_size": 3}), ("top-p", {})]:
-        pieces = session.generate(2, seed=1, sampler=sampler, length=4 if name != "irish" else None, **options)
+        pieces = session.generate(2, seed=1, sampler=sampler, **music, **options)
         *tokens, likelihoods = recorded[f"{name}/{sampler}/1"]
         assert [list(map(int, g.tokens)) for g in pieces.sequences] == tokens
         assert [g.log_likelihood for g in pieces.sequences] == pytest.approx(likelihoods, abs=1e-4)

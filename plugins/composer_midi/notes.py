@@ -182,13 +182,24 @@ def key_number(pm: pretty_midi.PrettyMIDI) -> int | None:
         return pm.key_signature_changes[0].key_number
     if not pitched_notes(pm):
         return None
-    histogram = pm.get_pitch_class_histogram(use_duration=True)
-    scores = [
-        np.corrcoef(histogram, np.roll(profile, tonic))[0, 1]
-        for profile in (MAJOR_PROFILE, MINOR_PROFILE)
-        for tonic in range(12)
-    ]
-    return int(np.nanargmax(scores))
+    return int(best_key(pm.get_pitch_class_histogram(use_duration=True)))
+
+
+def _key_profiles() -> np.ndarray:
+    """[12, 24]: the profiles rotated to every tonic (major keys, then minor), centred and scaled to unit length,
+    so that a histogram's product with a column ranks keys as its correlation with that profile does."""
+    columns = [np.roll(profile, tonic) for profile in (MAJOR_PROFILE, MINOR_PROFILE) for tonic in range(12)]
+    centred = np.array(columns).T - np.array(columns).T.mean(axis=0)
+    return centred / np.linalg.norm(centred, axis=0)
+
+
+KEY_PROFILES = _key_profiles()
+
+
+def best_key(histogram: np.ndarray) -> np.ndarray:
+    """The key number (0-11 major, 12-23 minor) whose profile best correlates with a pitch-class histogram
+    [..., 12] (a duration-weighted count of each pitch class)."""
+    return np.argmax(np.asarray(histogram, dtype=float) @ KEY_PROFILES, axis=-1)
 
 
 def key_name(number: int) -> str:

@@ -14,14 +14,16 @@ import pretty_midi
 
 from composer import Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
 from composer_midi import instruments, stats
-from composer_midi.constraints import PolyphonyConstraint, bar_window
+from composer_midi.constraints import ChoraleConstraint, PolyphonyConstraint, bar_window, cadence_window
 from composer_midi.corpora import read_file
 from composer_midi.examples import example_pieces
+from composer_midi.harmony import SATB_RANGES, chord_root, final_chord
 from composer_midi.notes import (
     Note,
     add_key_signature,
     describe,
     fit_range,
+    key_number,
     new_midi,
     quantize,
     skyline,
@@ -33,6 +35,8 @@ from composer_midi.voices import VOICE_NAMES, split_voices, voice_names
 START, END, STEP_END, FIRST_NOTE = 0, 1, 2, 3
 PIANO = 0
 TOKENS_PER_STEP = 6  # token budget per step when generating freely (chorales use about five)
+CADENCES = ("auto", "none")  # -O cadence: end at a cadence on the tonic, or wherever the model ends
+VOICINGS = ("satb", "free")  # -O voicing: four voices in SATB ranges without parallels, or any notes
 
 
 class PolyphonyEncoder(Encoder):
@@ -49,7 +53,7 @@ class PolyphonyEncoder(Encoder):
     modality = "midi"
     default_format = "mid"
     length_unit = "bars"
-    generation_options = ("melody", "tempo", "program", "programs")
+    generation_options = ("melody", "tempo", "program", "programs", "cadence", "voicing")
     description = "quantized polyphony (Polyphony RNN): notes per 16th step, highest first; SATB voices"
 
     @dataclass
@@ -172,19 +176,36 @@ class PolyphonyEncoder(Encoder):
         return transpose_tokens(seq, rng, self.options.transpose, notes, self.pitches)
 
     def generation_plan(self, length: float | None = None, *, melody: Any = None, tempo: Any = None,
-                        program: Any = None, programs: Any = None) -> GenerationPlan:
-        """``length`` in 4/4 bars: the piece may end in its last bar and must end when it is full; without
-        it, between 8 and 16 bars. With ``melody`` (see :meth:`harmonization`) the melody sets the length.
+                        program: Any = None, programs: Any = None, cadence: str = "auto",
+                        voicing: str = "free") -> GenerationPlan:
+        """``length`` in 4/4 bars. With ``cadence`` "auto" (the default) the piece ends at a cadence on the
+        tonic, held for a half or whole note, after ``length - 1`` to ``length`` bars (without a length, 8 to
+        16), see :class:`ChoraleConstraint`; with "none" it may end anywhere in its last bar and must end when
+        it is full. ``voicing`` "satb" writes four voices in their ranges (soprano C4-G5, alto G3-D5, tenor
+        C3-G4, bass E2-C4) without parallel fifths or octaves; "free" (the default; the ``bach`` style asks for
+        "satb") any notes. With ``melody`` (see :meth:`harmonization`) the melody sets the length and ending.
         ``tempo``, ``program`` and ``programs`` choose the tempo and instruments of the pieces (see
         :func:`composer_midi.instruments.decoding`)."""
+        if cadence not in CADENCES or voicing not in VOICINGS:
+            raise ComposerError(f"cadence must be one of {', '.join(CADENCES)} and voicing one of "
+                                f"{', '.join(VOICINGS)}; got cadence {cadence!r}, voicing {voicing!r}")
         decoding = instruments.decoding(tempo, program, programs)
         if melody is not None:
             constraint = self.harmonization(melody)
             return GenerationPlan(max_tokens=constraint.max_steps * (self.max_voices + 1) + 1, constraint=constraint,
                                   decoding=decoding)
         least, most = bar_window(length, self.bar_steps)
-        constraint = PolyphonyConstraint(self.pitches, END, STEP_END, FIRST_NOTE, least, most)
-        return GenerationPlan(max_tokens=most * TOKENS_PER_STEP + 1, constraint=constraint, decoding=decoding)
+        if cadence == "none" and voicing == "free":
+            constraint = PolyphonyConstraint(self.pitches, END, STEP_END, FIRST_NOTE, least, most)
+        else:
+            low = self.options.min_pitch
+            ranges = [(max(0, a - low), min(self.pitches - 1, b - low)) for a, b in SATB_RANGES]
+            constraint = ChoraleConstraint(
+                self.pitches, END, STEP_END, FIRST_NOTE, lowest_pitch=low, bar_steps=self.bar_steps,
+                min_steps=least, max_steps=most, satb=voicing == "satb", ranges=ranges if voicing == "satb" else (),
+                cadence=cadence_window(length, self.bar_steps) if cadence == "auto" else None)
+        return GenerationPlan(max_tokens=constraint.max_steps * TOKENS_PER_STEP + 1, constraint=constraint,
+                              decoding=decoding)
 
     @property
     def max_voices(self) -> int:
@@ -237,7 +258,12 @@ class PolyphonyEncoder(Encoder):
         return stats.statistics(items, self.options.steps_per_quarter, self.bar_steps, reference)
 
     def summarize(self, item: pretty_midi.PrettyMIDI) -> str:
-        return describe(item)
+        """E.g. "4 parts, 12 bars, A major, ends on the tonic" (or "off the tonic")."""
+        key = key_number(item)
+        if key is None:
+            return describe(item)
+        root = chord_root(final_chord(quantize(item, self.options.steps_per_quarter)))
+        return f"{describe(item)}, ends {'on' if root == key % 12 else 'off'} the tonic"
 
     def example_items(self) -> list[pretty_midi.PrettyMIDI]:
         return example_pieces()

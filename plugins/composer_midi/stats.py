@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pretty_midi
 
+from composer_midi.harmony import SATB_RANGES, ends_on_tonic, in_range
 from composer_midi.notes import Note, quantize
 from composer_midi.voices import assign_voices
 
@@ -99,6 +100,7 @@ def statistics(items: Sequence[pretty_midi.PrettyMIDI], steps_per_quarter: int, 
         poly.append(per_step[per_step > 0].mean())
     stats["polyphony"] = float(np.mean(poly))
     stats["scale consistency"] = float(np.mean([scale_consistency(p) for p in pieces]))
+    stats["ending on the tonic"] = float(np.mean([ends_on_tonic(p) for p in pieces]))
     if reference is not None:
         ref = [grid(pm, steps_per_quarter) for pm in reference]
         distance = np.abs(pitch_class_histogram(pieces) - pitch_class_histogram([r for r in ref if r])).sum() / 2
@@ -110,9 +112,15 @@ def statistics(items: Sequence[pretty_midi.PrettyMIDI], steps_per_quarter: int, 
             pitches = [n.pitch for parts in split for n in parts[k]]
             if pitches:
                 low, high = np.percentile(pitches, [5, 95])
-                stats[f"{name} range (5-95%)"] = f"{pretty_midi.note_number_to_name(int(low))}-" \
-                                                  f"{pretty_midi.note_number_to_name(int(high))}"
+                stats[f"{name} range (5-95%)"] = f"{_name(int(low))}-{_name(int(high))}"
+        inside = np.sum([in_range(parts) for parts in split], axis=0)
+        for name, (low, high), (count, total) in zip(VOICE_NAMES, SATB_RANGES, inside):
+            stats[f"{name} notes in {_name(low)}-{_name(high)}"] = count / max(total, 1)
         counts = np.array([parallels(parts) for parts in split]).sum(axis=0)
         stats["parallel 5ths per 100 steps"] = 100 * counts[0] / max(counts[2], 1)
         stats["parallel 8ves per 100 steps"] = 100 * counts[1] / max(counts[2], 1)
     return stats
+
+
+def _name(pitch: int) -> str:
+    return pretty_midi.note_number_to_name(pitch)

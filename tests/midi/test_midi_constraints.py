@@ -70,8 +70,8 @@ def test_polyphony_length_in_bars_and_the_step_grammar() -> None:
         assert all(t == END for t in row[len(seq) :])
 
 
-def test_polyphony_default_window_is_8_to_16_bars() -> None:
-    plan = PolyphonyEncoder().generation_plan()
+def test_polyphony_default_window_without_a_cadence_is_8_to_16_bars() -> None:
+    plan = PolyphonyEncoder().generation_plan(cadence="none")
     assert (plan.constraint.min_steps, plan.constraint.max_steps) == (8 * 16, 16 * 16)
     assert plan.max_tokens > 16 * 16 * 5
 

@@ -259,8 +259,8 @@ def test_augment_draws_the_recorded_shifts_from_a_seed(encoder: Encoder, shifts:
     assert hashlib.sha256(repr(outs).encode()).hexdigest()[:16] == digest
 
 
-def test_summaries_name_parts_bars_and_key(chorale: pretty_midi.PrettyMIDI) -> None:
-    assert PolyphonyEncoder().summarize(chorale) == "4 parts, 22 bars, G minor"
+def test_summaries_name_parts_bars_key_and_the_ending(chorale: pretty_midi.PrettyMIDI) -> None:
+    assert PolyphonyEncoder().summarize(chorale) == "4 parts, 22 bars, G minor, ends on the tonic"
 
 
 @pytest.mark.parametrize("encoder", [MelodyEncoder(), PolyphonyEncoder(), PerformanceEncoder()], ids=lambda e: e.name)

@@ -67,6 +67,10 @@ def read_midi(path: str | Path) -> list[pretty_midi.PrettyMIDI]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pretty_midi warns about meta events on other tracks
             pm = pretty_midi.PrettyMIDI(str(path))
+    except OSError as exc:
+        if exc.errno is not None:  # the file system's error (a broken or looping link): the corpus names it
+            raise
+        raise ComposerError(f"not a readable MIDI file ({_reason(exc)})") from exc
     except Exception as exc:
         raise ComposerError(f"not a readable MIDI file ({_reason(exc)})") from exc
     if not any(inst.notes for inst in pm.instruments):
@@ -104,7 +108,11 @@ def read_score(path: str | Path) -> list[pretty_midi.PrettyMIDI]:
             scores = [parsed.mergeScores()]  # the parts of one work, written as tunes of the same title
     else:
         scores = [parsed]
-    pieces = [pm for pm in map(score_to_midi, scores) if any(inst.notes for inst in pm.instruments)]
+    try:
+        pieces = [pm for pm in map(score_to_midi, scores) if any(inst.notes for inst in pm.instruments)]
+    except Exception as exc:
+        raise ComposerError("not a usable score (music21 reads it, but its parts cannot be turned into notes)") \
+            from exc
     if not pieces:
         raise ComposerError("no notes")
     return pieces

@@ -245,3 +245,20 @@ def test_every_training_setting_is_a_flag():
     internal = {"model", "encoder_options", "output", "parent", "parent_name", "sampler_defaults"}
     missing = [flag(f) for f in TrainConfig.__dataclass_fields__ if f not in internal and flag(f) not in flags]
     assert not missing
+
+
+def test_divergence_is_reported_on_a_line_of_its_own_not_after_the_progress_bar(toy, toy_corpus, tmp_path,
+                                                                                monkeypatch):
+    import torch
+
+    def poison(parameters, max_norm):  # gradients that turn the weights into nan: the next loss is nan
+        for p in parameters:
+            if p.grad is not None:
+                p.grad.fill_(float("nan"))
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", poison)
+    result = CliRunner().invoke(cli, ["train", "--encoder", "toy", "--corpus", str(toy_corpus), "-o",
+                                      str(tmp_path / "run"), *TINY])
+    assert result.exit_code == 1
+    lines = [line.strip() for line in result.output.replace("\r", "\n").splitlines() if "diverged" in line]
+    assert len(lines) == 1 and lines[0].startswith("Error: training diverged at step 2"), result.output

@@ -262,3 +262,16 @@ def test_divergence_is_reported_on_a_line_of_its_own_not_after_the_progress_bar(
     assert result.exit_code == 1
     lines = [line.strip() for line in result.output.replace("\r", "\n").splitlines() if "diverged" in line]
     assert len(lines) == 1 and lines[0].startswith("Error: training diverged at step 2"), result.output
+
+
+def test_a_midi_file_too_large_to_hold_in_memory_is_skipped_naming_its_size(tmp_path, monkeypatch):
+    import pretty_midi
+    from composer_midi import corpora
+
+    pm = pretty_midi.PrettyMIDI()
+    pm.instruments.append(pretty_midi.Instrument(0))
+    pm.instruments[0].notes += [pretty_midi.Note(90, 60 + i % 12, i / 4, i / 4 + 0.25) for i in range(400)]
+    pm.write(str(tmp_path / "big.mid"))
+    monkeypatch.setattr(corpora, "MAX_MIDI_BYTES", 1024)
+    with pytest.raises(ComposerError, match=r"^too large to read \(.* MB; MIDI files of up to .* MB are read\): split"):
+        corpora.read_midi(tmp_path / "big.mid")

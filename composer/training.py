@@ -523,7 +523,10 @@ class Trainer:
         validation_seconds = 0.0  # the last validation's: a budget keeps time for one more
 
         def out_of_time() -> bool:
-            return bool(budget) and time.time() - run_started > budget - validation_seconds
+            """Past the budget (less a validation's time). Under torchrun the ranks' clocks would disagree, and
+            a rank that stopped alone would leave the others waiting: there the fitted step limit stops them."""
+            return bool(budget) and self.world == 1 and time.time() - run_started > budget - validation_seconds
+
         measure_from: tuple[float, int] | None = None  # (time, step) after the first steps, which run slow
         budget_fitted = not budget
 
@@ -535,12 +538,15 @@ class Trainer:
                 measure_from = (time.time(), step)
                 return
             timed = step - measure_from[1]
-            if timed < 20 and time.time() - measure_from[0] < 10:
-                return
+            if timed < 20 and (self.world > 1 or time.time() - measure_from[0] < 10):
+                return  # under torchrun every rank fits at the same step
             budget_fitted = True
             per_step = (time.time() - measure_from[0]) / max(1, timed)
             left = 0.9 * budget - (time.time() - run_started)
-            limit = min(limit, step + max(1, int(left / per_step)))
+            fitted = step + max(1, int(left / per_step))
+            if self.world > 1:  # rank 0's measurement decides for all
+                fitted = int(_from_rank0(float(fitted), device))
+            limit = min(limit, fitted)
             if step >= cfg.warmup_steps:  # the decay goes on from where it stands, over the steps left
                 anchor, top = step, lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio, anchor, top)
             total_steps = min(total_steps, limit)

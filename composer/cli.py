@@ -452,6 +452,9 @@ def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, rank_so
     click.echo(f"NLL per step   {results['nll_per_step']:.4f} nats (steps as the encoder counts them)")
     if results["token_accuracy"] == results["token_accuracy"]:  # not nan: the model predicts tokens
         click.echo(f"token accuracy {results['token_accuracy']:.4f}")
+    if "nll_without_end" in results["metrics"]:
+        click.echo(f"NLL w/o END    {results['metrics']['nll_without_end']:.4f} nats per token (the end tokens "
+                   "left out, as benchmarks that score only the music count it)")
     sketch = results.get("sketch_rnn")
     if sketch:
         kl = f"{sketch['L_KL']:.4f}" if sketch["L_KL"] is not None else "- (no latent code)"

@@ -424,6 +424,7 @@ class Session:
             raise ComposerError(f"{self.name} is conditioned on labels: score items that carry one")
         result = evaluate_sequences(self.model, sequences, self.device, "fp32", batch_size=batch_size,
                                     pad_value=self.encoder.pad_value, pad_to=pad_to,
+                                    eos=self.encoder.eos if sequences.is_tokens else None,
                                     labels=None if labels is None else np.asarray(labels, dtype=np.int64))
         # token views are int16 in the store: python ints, so that an encoder's arithmetic cannot overflow
         steps = sum(self.encoder.steps(seq.tolist() if sequences.is_tokens else seq) for seq in sequences)

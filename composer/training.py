@@ -235,10 +235,12 @@ class Evaluation:
 @torch.no_grad()
 def evaluate_sequences(model: Any, sequences: Any, device: torch.device, precision: str, *, batch_size: int = 16,
                        chunk: int = 512, pad_value: Any = None, pad_to: int = 0, labels: Any = None,
-                       per_sequence: bool = False) -> Evaluation:
+                       per_sequence: bool = False, eos: int | None = None) -> Evaluation:
     """Score whole pieces, carrying the state across chunks of ``chunk`` steps (a family that needs whole
     pieces gets them in one piece). With ``pad_value`` pieces are padded with it to ``pad_to`` rows (or the
-    batch's longest) and the padding counts, as Sketch-RNN scores its drawings; ``labels``: class ids."""
+    batch's longest) and the padding counts, as Sketch-RNN scores its drawings; ``labels``: class ids. With
+    ``eos`` (an end token) the metric ``nll_without_end`` is the loss per token with the end tokens left out,
+    as benchmarks that score only the notes count it."""
     from composer.data import Sequences, padded_batches
     from composer.heads import map_output
 
@@ -266,6 +268,11 @@ def evaluate_sequences(model: Any, sequences: Any, device: torch.device, precisi
             state = out.state
             result.loss_sum += float(out.loss_sum)
             result.count += int(out.count)
+            if eos is not None:
+                end_total, end_count = model.head.loss(out.output, y, m.bool() & (y == eos))
+                old = result.sums.get("nll_without_end", [0.0, 0])
+                result.sums["nll_without_end"] = [old[0] + float(out.loss_sum) - float(end_total),
+                                                  old[1] + int(out.count) - int(end_count)]
             for name, (total, count) in out.metrics.items():
                 old = result.sums.get(name, [0.0, 0])
                 result.sums[name] = [old[0] + float(total), old[1] + int(count)]
@@ -560,7 +567,8 @@ class Trainer:
             validation_started = time.time()
             # padded data is scored as it trains: every piece padded to the training windows' length
             result = evaluate_sequences(model, valid_seqs, device, precision, pad_value=encoder.pad_value,
-                                        labels=valid_labels, pad_to=seq_len + 1 if whole else 0)
+                                        labels=valid_labels, pad_to=seq_len + 1 if whole else 0,
+                                        eos=encoder.eos if valid_seqs.is_tokens else None)
             found = result.metrics()
             valid_loss = result.loss + _penalty(model, found)
             if self.world > 1:  # every rank validated the same weights; rank 0's number decides for all
@@ -804,7 +812,7 @@ class Trainer:
         })
 
 
-SHORT = {"accuracy": "acc", "offset_loss": "L_s", "pen_loss": "L_p", "kl": "KL"}
+SHORT = {"accuracy": "acc", "offset_loss": "L_s", "pen_loss": "L_p", "kl": "KL", "nll_without_end": "without END"}
 
 
 def _penalty(model: Any, metrics: dict[str, float]) -> float:

@@ -275,3 +275,27 @@ def test_a_midi_file_too_large_to_hold_in_memory_is_skipped_naming_its_size(tmp_
     monkeypatch.setattr(corpora, "MAX_MIDI_BYTES", 1024)
     with pytest.raises(ComposerError, match=r"^too large to read \(.* MB; MIDI files of up to .* MB are read\): split"):
         corpora.read_midi(tmp_path / "big.mid")
+
+
+def test_likelihood_is_also_reported_without_the_end_tokens(toy, toy_corpus, tmp_path):
+    import torch
+
+    from composer import load
+    from composer.training import evaluate_sequences
+
+    out = tmp_path / "run"
+    train(tiny(toy_corpus, out, epochs=1), plugins.get_registry())
+    assert "valid_nll_without_end" in json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    session = load(out / "model.safetensors", device="cpu")
+    sequences = [[0, 3, 4, 5, 3, 4, 5, 1], [0, 5, 4, 1]]
+    result = evaluate_sequences(session.model, sequences, session.device, "fp32", eos=1)
+    without, counted = result.sums["nll_without_end"]
+    end_nll = 0.0
+    for seq in sequences:  # the model's NLL of each piece's last token, the END
+        x = torch.tensor([seq[:-1]])
+        with torch.no_grad():
+            logits = session.model(x, targets=torch.tensor([seq[1:]])).output
+        end_nll -= float(torch.log_softmax(logits[0, -1], -1)[1])
+    assert counted == result.count - 2
+    assert result.loss_sum - without == pytest.approx(end_nll, rel=1e-4)
+    assert session.score_sequences(sequences).metrics["nll_without_end"] == pytest.approx(without / counted)

@@ -534,32 +534,41 @@ class Trainer:
             a rank that stopped alone would leave the others waiting: there the fitted step limit stops them."""
             return bool(budget) and self.world == 1 and time.time() - run_started > budget - validation_seconds
 
-        measure_from: tuple[float, int] | None = None  # (time, step) after the first steps, which run slow
-        budget_fitted = not budget
+        measure_from: tuple[float, int] | None = None  # (time, step) the step time is measured from
+        budget_fits = 0  # how often the schedule was fitted to the budget
+        planned = total_steps  # what epochs and --max-steps allow; a budget only shortens it
 
         def fit_budget() -> None:
-            """Once some steps have been timed, fix the schedule's length to the steps the budget leaves time for
-            (a tenth kept for validation and saving), so the rate decays to its end on time."""
-            nonlocal limit, total_steps, measure_from, anchor, top, budget_fitted
+            """Fit the schedule's length to the steps the budget leaves time for (a twentieth kept for the last
+            validation and save), from the step time measured since the last fit: first after 20 steps or 10 s
+            (the first steps, which run slow, not counted), then every twentieth of the budget, so that a machine
+            that slows down or speeds up still ends on time. The decay goes on from the rate it has reached, over
+            the steps left: the rate never jumps. Under torchrun it is fitted once, by rank 0's clock."""
+            nonlocal limit, total_steps, measure_from, anchor, top, budget_fits
+            now = time.time()
             if measure_from is None:
-                measure_from = (time.time(), step)
+                measure_from = (now, step)
                 return
-            timed = step - measure_from[1]
-            if timed < 20 and (self.world > 1 or time.time() - measure_from[0] < 10):
+            timed, seconds = step - measure_from[1], now - measure_from[0]
+            if budget_fits == 0 and timed < 20 and (self.world > 1 or seconds < 10):
                 return  # under torchrun every rank fits at the same step
-            budget_fitted = True
-            per_step = (time.time() - measure_from[0]) / max(1, timed)
-            left = 0.9 * budget - (time.time() - run_started)
+            if budget_fits and (self.world > 1 or timed < 5 or seconds < budget / 20):
+                return
+            per_step = seconds / max(1, timed)
+            left = 0.95 * budget - (now - run_started) - validation_seconds
             fitted = step + max(1, int(left / per_step))
             if self.world > 1:  # rank 0's measurement decides for all
                 fitted = int(_from_rank0(float(fitted), device))
-            limit = min(limit, fitted)
-            if step >= cfg.warmup_steps:  # the decay goes on from where it stands, over the steps left
+            if step >= cfg.warmup_steps:
                 anchor, top = step, lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio, anchor, top)
-            total_steps = min(total_steps, limit)
+            limit = min(cfg.max_steps or math.inf, fitted)
+            total_steps = min(planned, limit)
             ctx["schedule"] = {"total": total_steps, "anchor": anchor, "top": top}
-            self.say(f"time budget {cfg.time_budget:g} min: about {per_step * 1000:.0f} ms per step, so the "
-                     f"schedule ends at step {total_steps}")
+            if not budget_fits:
+                self.say(f"time budget {cfg.time_budget:g} min: about {per_step * 1000:.0f} ms per step, so the "
+                         f"schedule ends at step {total_steps}")
+            budget_fits += 1
+            measure_from = (now, step)
 
         def validate(loss_sum: float, loss_n: int, tokens: int, seconds: float) -> tuple[float, bool]:
             """Validate, log a metrics line and keep the model if it is the best so far."""
@@ -625,7 +634,7 @@ class Trainer:
                         state = reset_rows(state, restart[b].to(device))
                     if hasattr(model, "set_progress"):
                         model.set_progress(step)
-                    if not budget_fitted and step >= 2:
+                    if budget and step >= 2:
                         fit_budget()
                     factor = lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio, anchor, top)
                     for group in optimizer.param_groups:

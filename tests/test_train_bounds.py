@@ -220,8 +220,11 @@ def test_time_budget_stops_in_time_with_the_rate_decayed_and_the_best_model_save
                     plugins.get_registry())
     assert time.time() - started < 6 + 2  # the budget, and the last validation and save
     assert trainer.result["steps"] > 20 and (out / "model.safetensors").is_file()
-    last_lr = lrs(out)[-1][1]
-    assert last_lr <= 1e-2 * (0.1 + 0.02)  # decayed to (about) lr * min_lr_ratio
+    schedule = json.loads(checkpoint.load_state(out / "state.pt")["schedule"])
+    assert trainer.result["steps"] <= schedule["total"] < 100_000  # fitted to the budget, not to the epochs
+    # decayed towards lr * min_lr_ratio (0.001), not the 0.01 of a schedule over 100,000 epochs; a busy
+    # machine's stall in the last second can stop it a little short of the end
+    assert lrs(out)[-1][1] < 1e-2 * 0.4
 
 
 def test_resume_with_more_epochs_continues_the_rate_without_a_jump(toy, toy_corpus, tmp_path):

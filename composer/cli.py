@@ -310,6 +310,17 @@ def train_options(overrides: dict[str, Any] | None = None, run_folder: str = "ru
         click.option("--seq-len", type=int, help=f"Tokens per window (truncated BPTT; default {d['seq_len']})."),
         click.option("--lr", type=float, help=f"Peak learning rate (default {d['lr']:g})."),
         click.option("--warmup-steps", type=int, help=f"Linear warm-up steps (default {d['warmup_steps']})."),
+        click.option("--min-lr-ratio", type=float,
+                     help=f"The cosine decay ends at lr times this (default {d['min_lr_ratio']:g})."),
+        click.option("--weight-decay", type=float, help=f"AdamW weight decay (default {d['weight_decay']:g})."),
+        click.option("--clip", type=float, help=f"Gradient norm clipping (default {d['clip']:g})."),
+        click.option("--augment/--no-augment", default=None,
+                     help="Augment the training data as the encoder does (transposition, stroke jitter; default on)."),
+        click.option("--time-budget", type=float, metavar="MINUTES",
+                     help="Stop within this many minutes; the learning-rate schedule is fitted to it from the "
+                          "measured step time, so the rate decays to its end on time, and the best model is kept."),
+        click.option("--save-every", type=int,
+                     help=f"Steps between resume-state saves (default {d['save_every']}; 0: epoch ends only)."),
         click.option("--patience", type=int,
                      help=f"Early stopping: epochs without improvement (default {d['patience']})."),
         click.option("--seed", type=int, help=f"Random seed (default {d['seed']})."),
@@ -362,8 +373,10 @@ def report_training(result: dict) -> None:
 @click.option("--kl-weight", type=float, help="vae: weight of the KL term (default 0.5).")
 @click.option("--kl-tolerance", type=float, help="vae: free bits, nats per code dimension (default 0.2).")
 @click.option("--kl-anneal", type=int, help="vae: steps over which the KL weight rises to its value (default 0).")
+@click.option("--label-size", type=int, help="Size of the label embedding with --label (default 32).")
 @click.option("--description", help="One line stored in the checkpoint.")
-def train(config_file, resume, options, **flags) -> None:
+@click.option("--force", is_flag=True, help="Replace the run in the output folder (its model, state and metrics).")
+def train(config_file, resume, options, force, **flags) -> None:
     """Train a model from scratch on a corpus.
 
     \b
@@ -374,7 +387,7 @@ def train(config_file, resume, options, **flags) -> None:
     """
     from composer.session import train as train_model
 
-    report_training(train_model(config_file, resume=resume, encoder_options=keyed(options), **flags))
+    report_training(train_model(config_file, resume=resume, force=force, encoder_options=keyed(options), **flags))
 
 
 @cli.command()
@@ -389,7 +402,7 @@ def train(config_file, resume, options, **flags) -> None:
 @click.option("--unfreeze-every", type=int, help="Gradual unfreezing: thaw one frozen group every K epochs.")
 @click.option("--save-to", type=click.Path(dir_okay=False),
               help="Write the style file here instead of COMPOSER_HOME/styles/NAME.safetensors.")
-@click.option("--force", is_flag=True, help="Replace an existing style of this name.")
+@click.option("--force", is_flag=True, help="Replace an existing style of this name (and its run folder).")
 def finetune(parent, name, config_file, resume, options, save_to, force, **flags) -> None:
     """Adapt a pretrained model to your own corpus and save it as a style.
 
@@ -490,6 +503,9 @@ def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, rank_so
     click.echo(f"NLL per step   {results['nll_per_step']:.4f} nats (steps as the encoder counts them)")
     if results["token_accuracy"] == results["token_accuracy"]:  # not nan: the model predicts tokens
         click.echo(f"token accuracy {results['token_accuracy']:.4f}")
+    if "nll_without_end" in results["metrics"]:
+        click.echo(f"NLL w/o END    {results['metrics']['nll_without_end']:.4f} nats per token (the end tokens "
+                   "left out, as benchmarks that score only the music count it)")
     sketch = results.get("sketch_rnn")
     if sketch:
         kl = f"{sketch['L_KL']:.4f}" if sketch["L_KL"] is not None else "- (no latent code)"

@@ -251,7 +251,11 @@ def short_source(source: str) -> str:
 
 def resolve(source: str, modality: str, corpora: dict[str, CorpusSource]) -> list[tuple[CorpusSource, str]]:
     """The (source, reference) pairs a corpus string stands for. ``A,B`` joins several sources and
-    ``A,-B`` leaves out of A what B stands for (``music21:all,-music21:beethoven``)."""
+    ``A,-B`` leaves out of A what B stands for (``music21:all,-music21:beethoven``). A file reached by several
+    paths (links, a glob through a link that loops) is read once; a link that leads nowhere is kept, to be
+    counted among the skipped files."""
+    if not source.strip():
+        raise ComposerError("no corpus given: name one (PREFIX:NAME such as music21:bach, a file, a folder or a glob)")
     if "," in source and not Path(source).expanduser().exists():
         parts = [part.strip() for part in source.split(",") if part.strip()]
         if not parts or parts[0].startswith("-"):
@@ -275,11 +279,11 @@ def resolve(source: str, modality: str, corpora: dict[str, CorpusSource]) -> lis
     readers = {suffix: src for src in corpora.values() if src.modality == modality for suffix in src.suffixes}
     path = Path(source).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        files = _files(path.rglob("*"))
     elif path.is_file():
         files = [path]
     elif glob.has_magic(source):
-        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(source), recursive=True) if Path(p).is_file())
+        files = _files(Path(p) for p in glob.glob(os.path.expanduser(source), recursive=True))
     else:
         known = ", ".join(sorted(f"{n}:" for n, s in corpora.items() if s.list and s.modality == modality))
         raise ComposerError(f"corpus not found: '{source}' is no file, folder or glob (named corpora: {known})")
@@ -291,6 +295,48 @@ def resolve(source: str, modality: str, corpora: dict[str, CorpusSource]) -> lis
         suffixes = " ".join(sorted(readers)) or "none"
         raise ComposerError(f"no {modality} files in '{source}' (looked for {suffixes})")
     return pairs
+
+
+def _files(paths: Iterable[Path]) -> list[Path]:
+    """The files among ``paths``, sorted, each real file once (by its resolved path), and the links that lead
+    to no file (broken or looping), which fail when read and so are counted as skipped."""
+    seen: dict[str, Path] = {}
+    for p in sorted(paths):
+        try:
+            if not p.is_file() and not p.is_symlink():
+                continue
+            real = os.path.realpath(p)
+        except OSError:
+            real = str(p)
+        seen.setdefault(real, p)
+    return sorted(seen.values())
+
+
+def skip_reason(exc: BaseException, fallback: str) -> str:
+    """Why a file was skipped, in words a user understands: a message a reader or encoder raised on purpose
+    (a ComposerError, or a ``raise`` statement of its own), what the operating system said went wrong, else
+    ``fallback``: never the text of a Python error from deep inside a library ("max() arg is an empty
+    sequence", "'Score' object has no attribute 'partName'")."""
+    import errno
+    import linecache
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    raised_here = tb is not None and linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno).lstrip() \
+        .startswith("raise ")
+    lines = str(exc).strip().splitlines()
+    if lines and (isinstance(exc, ComposerError) or raised_here and isinstance(exc, ValueError)):
+        return lines[0][:200]
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return {errno.ELOOP: "a link that loops back on itself", errno.ENOENT: "a broken link (no such file)",
+                errno.EACCES: "not readable (permission denied)", errno.EISDIR: "a folder, not a file",
+                errno.ENAMETOOLONG: "its path is too long"}.get(exc.errno, f"cannot be read ({exc.strerror})")
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, MemoryError):
+        return "too large to read"
+    return fallback
 
 
 def _fingerprint(pairs: list[tuple[CorpusSource, str]]) -> list[str]:
@@ -308,6 +354,10 @@ def _load_and_encode(encoder: Encoder, src: CorpusSource, ref: str, checked: boo
     """Worker: one reference -> (ref, [(array, report, label, split)], error)."""
     try:
         items = src.load(ref)
+    except Exception as exc:
+        kind = src.description.split(" (")[0].split(";")[0] or src.name
+        return ref, None, skip_reason(exc, f"not readable as {kind} (damaged, or not what its name says)")
+    try:
         results = []
         for item in items:
             if checked:
@@ -322,8 +372,7 @@ def _load_and_encode(encoder: Encoder, src: CorpusSource, ref: str, checked: boo
             return ref, None, "nothing usable in it"
         return ref, results, ""
     except Exception as exc:
-        lines = str(exc).strip().splitlines()
-        return ref, None, (lines[0] if lines else type(exc).__name__)[:200]
+        return ref, None, skip_reason(exc, f"the {encoder.name} encoder cannot use what it holds")
 
 
 def _cache_path(key: str) -> Path:

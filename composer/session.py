@@ -428,6 +428,7 @@ class Session:
             raise ComposerError(f"{self.name} is conditioned on labels: score items that carry one")
         result = evaluate_sequences(self.model, sequences, self.device, "fp32", batch_size=batch_size,
                                     pad_value=self.encoder.pad_value, pad_to=pad_to,
+                                    eos=self.encoder.eos if sequences.is_tokens else None,
                                     labels=None if labels is None else np.asarray(labels, dtype=np.int64))
         # token views are int16 in the store: python ints, so that an encoder's arithmetic cannot overflow
         steps = sum(self.encoder.steps(seq.tolist() if sequences.is_tokens else seq) for seq in sequences)
@@ -533,11 +534,6 @@ def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 64
 
 # ------------------------------------------------------------------------------ training settings
 
-MODEL_SETTINGS = ("layers", "hidden_size", "embedding_size", "dropout", "cell", "layer_norm", "residual", "attention",
-                  "recurrent_dropout", "family", "latent_size", "encoder_size", "kl_weight", "kl_tolerance",
-                  "kl_anneal")
-
-
 def read_config(path: str | Path) -> dict[str, Any]:
     try:
         return tomllib.loads(Path(path).read_text())
@@ -555,7 +551,7 @@ def train_config(config: str | Path | None = None, settings: dict[str, Any] | No
     """A TrainConfig from, in rising priority: ``defaults``, the TOML file ``config``, ``settings`` (training
     settings; model-shape ones such as ``layers`` may be given at the top level) and ``encoder_options``.
     A ``None`` setting means "not given"."""
-    from composer.training import TrainConfig
+    from composer.training import MODEL_SETTINGS, TrainConfig
 
     values: dict[str, Any] = {**(defaults or {}), **(read_config(config) if config else {})}
     for key in ("corpus", "valid_corpus"):
@@ -579,19 +575,30 @@ def train_config(config: str | Path | None = None, settings: dict[str, Any] | No
     return TrainConfig.from_dict(values)
 
 
-def train(config: str | Path | None = None, *, resume: bool = False, encoder_options: dict[str, Any] | None = None,
-          **settings: Any) -> dict[str, Any]:
+def given_settings(config: str | Path | None, settings: dict[str, Any]) -> set[str]:
+    """The training settings a caller chose (in the recipe ``config`` or as non-None ``settings``): what a
+    resumed run checks against the run it continues. Model and encoder options are compared key by key."""
+    from composer.training import MODEL_SETTINGS
+
+    return {key for key in [*(read_config(config) if config else {}), *settings]
+            if settings.get(key, "") is not None and key not in MODEL_SETTINGS}
+
+
+def train(config: str | Path | None = None, *, resume: bool = False, force: bool = False,
+          encoder_options: dict[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
     """Train a model from scratch: ``config`` a recipe (TOML) and/or settings (``encoder="polyphony",
     corpus="music21:bach", output="runs/bach", epochs=2, layers=2, ...``). Returns the run's result: steps,
-    epochs, best validation loss, the model file, seconds."""
-    return run_training(train_config(config, settings, encoder_options), resume)
+    epochs, best validation loss, the model file, seconds. A run folder that holds a run is continued with
+    ``resume`` (settings that contradict the saved run are an error) or replaced with ``force``."""
+    cfg = train_config(config, settings, encoder_options)
+    return run_training(cfg, resume, force, given_settings(config, settings))
 
 
-def run_training(config: Any, resume: bool = False) -> dict[str, Any]:
+def run_training(config: Any, resume: bool = False, force: bool = False, given: Any = None) -> dict[str, Any]:
     from composer.training import train as train_run
 
     start = time.time()
-    trainer = train_run(config, get_registry(), resume=resume)
+    trainer = train_run(config, get_registry(), resume=resume, force=force, given=given)
     return {**trainer.result, "seconds": time.time() - start}
 
 
@@ -611,11 +618,26 @@ def finetune(parent: str | Path, name: str, config: str | Path | None = None, *,
     """Adapt ``parent`` (a style or checkpoint) to a corpus and install the result as style ``name`` (or write
     it to ``save_to``). Defaults: lr 5e-4, 5 epochs, 20 warm-up steps; a recipe's settings win over them,
     and ``settings`` over both. An existing style file is replaced only with ``force`` (or ``resume``)."""
-    from composer.checkpoint import atomic_write, composer_home, read_meta
+    from composer.locks import Lock
 
     if not STYLE_NAME.fullmatch(name):
         raise ComposerError(f"style name '{name}' may hold only letters, digits, '.', '_' and '-'")
+    known = get_registry().styles.get(name)
+    if not save_to and known is not None and known.source != "user":
+        owner = "built-in" if known.source == "built-in" else f"plugin {known.source}'s"
+        raise ComposerError(f"'{name}' is the name of a {owner} style, which would hide yours; choose another --name")
     target = Path(save_to) if save_to else style_file(name)
+    with Lock(target.with_name(f".{target.name}.lock"), f"style '{name}'" if not save_to else str(target),
+              "wait for that fine-tune to finish, or choose another --name"):
+        return _finetune(parent, name, target, config, save_to=save_to, resume=resume, force=force,
+                         encoder_options=encoder_options, settings=settings)
+
+
+def _finetune(parent: str | Path, name: str, target: Path, config: str | Path | None, *, save_to: Any,
+              resume: bool, force: bool, encoder_options: dict[str, Any] | None, settings: dict) -> dict[str, Any]:
+    """:func:`finetune` once the style's name is held."""
+    from composer.checkpoint import atomic_write, composer_home, read_meta
+
     if target.exists() and not (force or resume):
         raise ComposerError(f"{target} already exists; use --force (force=True) to replace it, or another name")
     parent_path = resolve_checkpoint(parent)
@@ -625,7 +647,7 @@ def finetune(parent: str | Path, name: str, config: str | Path | None = None, *,
     cfg.description = cfg.description or f"fine-tuned from {parent} on {cfg.corpus}"
     cfg.parent, cfg.parent_name = str(parent_path), str(parent)
     cfg.sampler_defaults = cfg.sampler_defaults or parent_meta.get("sampler_defaults", {})
-    result = run_training(cfg, resume)
+    result = run_training(cfg, resume, force, given_settings(config, settings) | {"parent"})
     best = Path(cfg.output) / "model.safetensors"
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun rank 0 alone writes
         atomic_write(target, lambda tmp: tmp.write_bytes(best.read_bytes()))

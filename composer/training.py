@@ -63,14 +63,101 @@ class TrainConfig:
     freeze_layers: int = 0  # freeze the lowest k recurrent layers
     layer_lr_decay: float = 1.0  # discriminative rates: each group below the head gets lr * decay^depth
     unfreeze_every: int = 0  # gradual unfreezing: every k epochs one more frozen group (top first) trains
+    time_budget: float = 0.0  # minutes: fit the learning-rate schedule to this and stop within it (0: no budget)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ComposerError(f"unknown training setting(s): {', '.join(unknown)}")
-        return cls(**values)
+            raise ComposerError(f"unknown training setting(s): {', '.join(unknown)} "
+                                f"(known: {', '.join(sorted(known))})")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise a one-line ComposerError naming the first setting (and its flag) of the wrong type or out of
+        range, and the valid range."""
+        for name, value in dataclasses.asdict(self).items():
+            if name in SETTINGS:
+                check_setting(name, value, SETTINGS[name])
+        if not isinstance(self.model, dict):
+            raise ComposerError("model settings must be a table ([model] in a recipe), "
+                                f"got {type(self.model).__name__}")
+        for name, value in self.model.items():
+            if name not in MODEL_SETTINGS:
+                raise ComposerError(f"unknown model setting '{name}' (valid: {', '.join(sorted(MODEL_SETTINGS))})")
+            check_setting(name, value, MODEL_SETTINGS[name])
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What a setting may hold: its type (bool, int, float or str), and for numbers a range, each end
+    included unless ``open_low``/``open_high``; ``choices`` for strings."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    choices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        noun = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", dict: "a table"}[
+            self.kind]
+        low, high = (f"{v:g}" if self.kind is float else str(v) for v in (self.low, self.high))
+        if self.low is not None and self.high is not None:
+            return f"{noun} in {'(' if self.open_low else '['}{low}, {high}{')' if self.open_high else ']'}"
+        return noun
+
+
+def check_setting(name: str, value: Any, bound: Bound) -> None:
+    """A ComposerError naming ``name`` (and its flag) and ``bound`` unless ``value`` fits it."""
+    if bound.kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    elif bound.kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, bound.kind)
+    if ok and bound.kind in (int, float):
+        ok = (bound.low is None or (value > bound.low if bound.open_low else value >= bound.low)) and \
+             (bound.high is None or (value < bound.high if bound.open_high else value <= bound.high))
+    if ok and bound.choices:
+        ok = value in bound.choices
+    if not ok:
+        flag = "--" + name.replace("_", "-")
+        raise ComposerError(f"{name} ({flag}) must be {bound.describe()}, got {value!r}")
+
+
+# the training settings a user gives (flags, recipe keys, keyword arguments) and what each may hold
+SETTINGS: dict[str, Bound] = {
+    "corpus": Bound(str), "encoder": Bound(str), "encoder_options": Bound(dict), "output": Bound(str),
+    "valid_corpus": Bound(str), "valid_fraction": Bound(float, 0, 1, open_low=True, open_high=True),
+    "epochs": Bound(int, 1, 1_000_000), "max_steps": Bound(int, 0, 10**12), "batch_size": Bound(int, 1, 65_536),
+    "seq_len": Bound(int, 1, 1_000_000), "label": Bound(bool), "label_size": Bound(int, 1, 65_536),
+    "lr": Bound(float, 0, 10, open_low=True), "min_lr_ratio": Bound(float, 0, 1), "weight_decay": Bound(float, 0, 10),
+    "warmup_steps": Bound(int, 0, 10**12), "clip": Bound(float, 0, 1e6, open_low=True),
+    "patience": Bound(int, 0, 1_000_000), "augment": Bound(bool), "seed": Bound(int, 0, 2**63 - 1),
+    "device": Bound(str), "precision": Bound(str, choices=("auto", "fp32", "bf16", "fp16")),
+    "workers": Bound(int, 0, 1024), "save_every": Bound(int, 0, 10**12), "eval_every": Bound(int, 0, 10**12),
+    "description": Bound(str), "sampler_defaults": Bound(dict), "parent": Bound(str), "parent_name": Bound(str),
+    "freeze_embedding": Bound(bool), "freeze_layers": Bound(int, 0, 1000),
+    "layer_lr_decay": Bound(float, 0, 1, open_low=True), "unfreeze_every": Bound(int, 0, 1_000_000),
+    "time_budget": Bound(float, 0, 525_600),
+}
+
+# the model settings a user gives (``[model]`` in a recipe, or flags such as --layers)
+MODEL_SETTINGS: dict[str, Bound] = {
+    "layers": Bound(int, 1, 64), "hidden_size": Bound(int, 1, 16_384), "embedding_size": Bound(int, 1, 16_384),
+    "dropout": Bound(float, 0, 1, open_high=True), "cell": Bound(str, choices=("lstm", "gru", "peephole")),
+    "layer_norm": Bound(bool), "residual": Bound(bool), "attention": Bound(int, 0, 4096),
+    "recurrent_dropout": Bound(float, 0, 1, open_high=True), "family": Bound(str),
+    "latent_size": Bound(int, 0, 16_384), "encoder_size": Bound(int, 1, 16_384), "kl_weight": Bound(float, 0, 1e6),
+    "kl_tolerance": Bound(float, 0, 1e6), "kl_anneal": Bound(int, 0, 10**12), "options": Bound(dict),
+}
 
 
 def pick_device(name: str) -> torch.device:
@@ -108,14 +195,18 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up, then cosine decay to ``min_ratio``."""
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float, anchor: int | None = None,
+              top: float = 1.0) -> float:
+    """Linear warm-up, then cosine decay from ``top`` at step ``anchor`` (default: the warm-up's end) to
+    ``min_ratio`` at step ``total``. A resumed run that was given more steps re-plans its decay from where it
+    stands (``anchor``, ``top``), so the rate never jumps."""
     if warmup and step < warmup:
         return (step + 1) / warmup
-    if total <= warmup:
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    anchor = warmup if anchor is None else anchor
+    if total <= anchor:
+        return top
+    progress = min(1.0, (step - anchor) / max(1, total - anchor))
+    return min_ratio + (top - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -144,10 +235,12 @@ class Evaluation:
 @torch.no_grad()
 def evaluate_sequences(model: Any, sequences: Any, device: torch.device, precision: str, *, batch_size: int = 16,
                        chunk: int = 512, pad_value: Any = None, pad_to: int = 0, labels: Any = None,
-                       per_sequence: bool = False) -> Evaluation:
+                       per_sequence: bool = False, eos: int | None = None) -> Evaluation:
     """Score whole pieces, carrying the state across chunks of ``chunk`` steps (a family that needs whole
     pieces gets them in one piece). With ``pad_value`` pieces are padded with it to ``pad_to`` rows (or the
-    batch's longest) and the padding counts, as Sketch-RNN scores its drawings; ``labels``: class ids."""
+    batch's longest) and the padding counts, as Sketch-RNN scores its drawings; ``labels``: class ids. With
+    ``eos`` (an end token) the metric ``nll_without_end`` is the loss per token with the end tokens left out,
+    as benchmarks that score only the notes count it."""
     from composer.data import Sequences, padded_batches
     from composer.heads import map_output
 
@@ -175,6 +268,11 @@ def evaluate_sequences(model: Any, sequences: Any, device: torch.device, precisi
             state = out.state
             result.loss_sum += float(out.loss_sum)
             result.count += int(out.count)
+            if eos is not None:
+                end_total, end_count = model.head.loss(out.output, y, m.bool() & (y == eos))
+                old = result.sums.get("nll_without_end", [0.0, 0])
+                result.sums["nll_without_end"] = [old[0] + float(out.loss_sum) - float(end_total),
+                                                  old[1] + int(out.count) - int(end_count)]
             for name, (total, count) in out.metrics.items():
                 old = result.sums.get(name, [0.0, 0])
                 result.sums[name] = [old[0] + float(total), old[1] + int(count)]
@@ -202,10 +300,33 @@ def _write_above_progress_bar(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
+# what a resumed run takes from the command that resumes it rather than from the saved run: where and how it
+# runs, and this invocation's limits (a step limit or time budget not given is none); epochs only if given
+INVOCATION = ("device", "precision", "output", "workers", "max_steps", "time_budget")
+RESUMABLE = (*INVOCATION, "epochs", "patience", "save_every", "eval_every", "description")
+RUN_FILES = ("model.safetensors", "state.pt", "metrics.jsonl")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a training setting (``parent`` is finetune's ``--from``)."""
+    return "--from" if name in ("parent", "parent_name") else "--" + name.replace("_", "-")
+
+
 class Trainer:
-    def __init__(self, config: TrainConfig, registry: Any, log: Any = None, resume: bool = False):
+    """One training run into ``config.output``. ``resume``: continue the run saved there (``given``: the names
+    of the settings the caller chose, which must agree with the saved run's unless they are RESUMABLE; default:
+    those that differ from TrainConfig's defaults); ``force``: replace a run that is there."""
+
+    def __init__(self, config: TrainConfig, registry: Any, log: Any = None, resume: bool = False,
+                 force: bool = False, given: Any = None):
+        config.validate()
         self.config = config
         self.resume = resume  # continue the run saved in the output folder
+        self.force = force
+        defaults = TrainConfig()
+        self.given = set(given) if given is not None else \
+            {f.name for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(defaults, f.name)} \
+            | set(INVOCATION) | {"epochs"}
         self.registry = registry
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
@@ -239,6 +360,56 @@ class Trainer:
         return self.registry.encoder(cfg.encoder)(**cfg.encoder_options), None, None
 
     def run(self) -> Path:
+        """Train; the main process holds the run folder's lock throughout (a second run into it is refused)."""
+        if not self.is_main:
+            return self._run()
+        from composer.locks import Lock
+
+        existed = self.out.exists()
+        try:
+            with Lock(self.out / ".lock", f"run folder {self.out}", "wait for it to finish, or choose another -o"):
+                self._prepare_folder()
+                return self._run()
+        finally:
+            if not existed and self.out.is_dir() and not any(self.out.iterdir()):
+                self.out.rmdir()  # a run refused before it wrote anything leaves no folder behind
+
+    def _prepare_folder(self) -> None:
+        """Remove temporary files a killed run left; refuse a folder that holds a run (or anything else) unless
+        resuming it, and with ``force`` remove the run files there."""
+        for stray in self.out.glob(".*.tmp"):
+            stray.unlink(missing_ok=True)
+        if self.resume:
+            return
+        held = sorted(p.name for p in self.out.iterdir() if p.name != ".lock")
+        if held and not self.force:
+            shown = ", ".join(held[:4]) + (f" and {len(held) - 4} more" if len(held) > 4 else "")
+            raise ComposerError(f"run folder {self.out} is not empty ({shown}); continue its run with --resume, "
+                                "replace it with --force, or choose another -o")
+        for name in RUN_FILES if self.force else ():
+            (self.out / name).unlink(missing_ok=True)
+
+    def _resumed_config(self, saved: TrainConfig, encoder_options: dict) -> TrainConfig:
+        """The saved run's settings with this invocation's; a chosen setting that contradicts the saved run (or
+        its encoder's ``encoder_options``) is an error naming each such flag."""
+        new = self.config
+        conflicts = [f"{flag(name)} (saved {getattr(saved, name)!r}, given {getattr(new, name)!r})"
+                     for name in sorted(self.given - set(RESUMABLE) - {"model", "encoder_options"})
+                     if getattr(new, name) != getattr(saved, name)]
+        conflicts += [f"{flag(key)} (saved {saved.model.get(key)!r}, given {value!r})"
+                      for key, value in sorted(new.model.items()) if saved.model.get(key) != value]
+        conflicts += [f"-O {key} (saved {encoder_options.get(key)!r}, given {value!r})"
+                      for key, value in sorted(new.encoder_options.items())
+                      if str(encoder_options.get(key)) != str(value)]
+        if conflicts:
+            raise ComposerError(f"--resume continues the run in {self.out} with its saved settings, and these "
+                                f"contradict it: {'; '.join(conflicts)}; leave them out, or start a new run "
+                                "with another -o")
+        return dataclasses.replace(saved, **{name: getattr(new, name) for name in RESUMABLE
+                                              if name in INVOCATION or name in self.given})
+
+    def _run(self) -> Path:
+        run_started = time.time()
         cfg = self.config
         if self.world > 1:
             import torch.distributed as dist
@@ -252,10 +423,11 @@ class Trainer:
         resume = checkpoint.load_state(self.out / "state.pt") if self.resume else None
         if resume is not None:
             saved = TrainConfig.from_dict(json.loads(resume["config"]))
-            cfg = self.config = dataclasses.replace(
-                saved, epochs=cfg.epochs, max_steps=cfg.max_steps, device=cfg.device, precision=cfg.precision,
-                output=cfg.output, workers=cfg.workers,
-            )
+            options = json.loads(resume["encoder_state"]).get("options", saved.encoder_options)
+            cfg = self.config = self._resumed_config(saved, options)
+        if not cfg.corpus.strip():
+            raise ComposerError("training needs a corpus: --corpus PREFIX:NAME (e.g. music21:bach), a file, a folder "
+                                "or a glob")
         torch.manual_seed(cfg.seed)
         encoder, parent_meta, parent_weights = self._encoder_and_parent()
         if resume is not None:
@@ -310,9 +482,9 @@ class Trainer:
         seq_len = max(int(train_seqs.lengths.max()), int(valid_seqs.lengths.max()) if len(valid_seqs) else 0) - 1 \
             if whole else cfg.seq_len
         steps_per_epoch = epoch_steps(train_seqs, cfg.batch_size, seq_len, self.world)
-        total_steps = cfg.epochs * steps_per_epoch
-        if cfg.max_steps:
-            total_steps = min(total_steps, cfg.max_steps)
+        limit = cfg.max_steps or math.inf  # the step the run stops at; a time budget lowers it once measured
+        total_steps = min(cfg.epochs * steps_per_epoch, limit)
+        anchor, top = None, 1.0  # the cosine decay starts at the warm-up's end, from the peak rate
         step, epoch, best, bad_epochs, start_batch = 0, 0, math.inf, 0, 0
         if resume is not None:
             model.load_state_dict(resume["model"])
@@ -321,6 +493,7 @@ class Trainer:
             step, epoch, start_batch = int(resume["step"]), int(resume["epoch"]), int(resume["batch"])
             best, bad_epochs = float(resume["best"]), int(resume["bad_epochs"])
             torch.set_rng_state(resume["torch_rng"])
+            total_steps, anchor, top = self._resumed_schedule(resume, step, total_steps)
             self.say(f"resuming {self.out} at epoch {epoch + 1}, step {step}")
         ddp = model
         if self.world > 1:
@@ -342,7 +515,8 @@ class Trainer:
             **({"labels": label_names} if label_names else {}),
         }
         ctx = {"model": model, "optimizer": optimizer, "scaler": scaler, "encoder": encoder,
-               "valid_names": valid_names, "corpus": corpus, "meta": meta_base}
+               "valid_names": valid_names, "corpus": corpus, "meta": meta_base,
+               "schedule": {"total": total_steps, "anchor": anchor, "top": top}}
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         metrics_path, model_path = self.out / "metrics.jsonl", self.out / "model.safetensors"
@@ -352,13 +526,58 @@ class Trainer:
         last_train_loss = math.nan
         started = time.time()
         epoch_improved = False
+        budget = cfg.time_budget * 60  # seconds, 0: none
+        validation_seconds = 0.0  # the last validation's: a budget keeps time for one more
+
+        def out_of_time() -> bool:
+            """Past the budget (less a validation's time). Under torchrun the ranks' clocks would disagree, and
+            a rank that stopped alone would leave the others waiting: there the fitted step limit stops them."""
+            return bool(budget) and self.world == 1 and time.time() - run_started > budget - validation_seconds
+
+        measure_from: tuple[float, int] | None = None  # (time, step) the step time is measured from
+        budget_fits = 0  # how often the schedule was fitted to the budget
+        planned = total_steps  # what epochs and --max-steps allow; a budget only shortens it
+
+        def fit_budget() -> None:
+            """Fit the schedule's length to the steps the budget leaves time for (a twentieth kept for the last
+            validation and save), from the step time measured since the last fit: first after 20 steps or 10 s
+            (the first steps, which run slow, not counted), then every twentieth of the budget, so that a machine
+            that slows down or speeds up still ends on time. The decay goes on from the rate it has reached, over
+            the steps left: the rate never jumps. Under torchrun it is fitted once, by rank 0's clock."""
+            nonlocal limit, total_steps, measure_from, anchor, top, budget_fits
+            now = time.time()
+            if measure_from is None:
+                measure_from = (now, step)
+                return
+            timed, seconds = step - measure_from[1], now - measure_from[0]
+            if budget_fits == 0 and timed < 20 and (self.world > 1 or seconds < 10):
+                return  # under torchrun every rank fits at the same step
+            if budget_fits and (self.world > 1 or timed < 5 or seconds < budget / 20):
+                return
+            per_step = seconds / max(1, timed)
+            left = 0.95 * budget - (now - run_started) - validation_seconds
+            fitted = step + max(1, int(left / per_step))
+            if self.world > 1:  # rank 0's measurement decides for all
+                fitted = int(_from_rank0(float(fitted), device))
+            if step >= cfg.warmup_steps:
+                anchor, top = step, lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio, anchor, top)
+            limit = min(cfg.max_steps or math.inf, fitted)
+            total_steps = min(planned, limit)
+            ctx["schedule"] = {"total": total_steps, "anchor": anchor, "top": top}
+            if not budget_fits:
+                self.say(f"time budget {cfg.time_budget:g} min: about {per_step * 1000:.0f} ms per step, so the "
+                         f"schedule ends at step {total_steps}")
+            budget_fits += 1
+            measure_from = (now, step)
 
         def validate(loss_sum: float, loss_n: int, tokens: int, seconds: float) -> tuple[float, bool]:
             """Validate, log a metrics line and keep the model if it is the best so far."""
-            nonlocal best, epoch_improved
+            nonlocal best, epoch_improved, validation_seconds
+            validation_started = time.time()
             # padded data is scored as it trains: every piece padded to the training windows' length
             result = evaluate_sequences(model, valid_seqs, device, precision, pad_value=encoder.pad_value,
-                                        labels=valid_labels, pad_to=seq_len + 1 if whole else 0)
+                                        labels=valid_labels, pad_to=seq_len + 1 if whole else 0,
+                                        eos=encoder.eos if valid_seqs.is_tokens else None)
             found = result.metrics()
             valid_loss = result.loss + _penalty(model, found)
             if self.world > 1:  # every rank validated the same weights; rank 0's number decides for all
@@ -366,6 +585,7 @@ class Trainer:
             improved = valid_loss < best - 1e-4
             if improved:
                 best, epoch_improved = valid_loss, True
+            validation_seconds = time.time() - validation_started
             train_loss = loss_sum / loss_n if loss_n else math.nan  # nan: resumed at an epoch's end
             metrics = {"epoch": epoch, "step": step, "train_loss": round(train_loss, 5) if loss_n else None,
                        "valid_loss": round(valid_loss, 5),
@@ -386,7 +606,7 @@ class Trainer:
                     self._save_model(ctx, step, epoch, best)
             return train_loss, improved
         try:
-            while epoch < cfg.epochs and (not cfg.max_steps or step < cfg.max_steps):
+            while epoch < cfg.epochs and step < limit and not out_of_time():
                 self._apply_freezing(model, groups, frozen, epoch)
                 batches = piece_batches(train_seqs, encoder, cfg.batch_size, seq_len,
                                         random.Random(cfg.seed * 1_000_003 + epoch), cfg.augment,
@@ -397,10 +617,12 @@ class Trainer:
                 epoch_improved = False
                 t0, tokens, loss_sum, loss_n = time.time(), 0, 0.0, 0
                 bar = self._bar(epoch, windows.shape[0], start_batch)
+                stopped = False  # by the step limit or the time budget, inside the epoch
                 for b in range(windows.shape[0]):
                     if b < start_batch:
                         continue
-                    if cfg.max_steps and step >= cfg.max_steps:
+                    if step >= limit or out_of_time():
+                        stopped = True
                         break
                     batch = windows[b].to(device, non_blocking=True)
                     batch = batch if batch.is_floating_point() else batch.long()
@@ -412,7 +634,9 @@ class Trainer:
                         state = reset_rows(state, restart[b].to(device))
                     if hasattr(model, "set_progress"):
                         model.set_progress(step)
-                    factor = lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+                    if budget and step >= 2:
+                        fit_budget()
+                    factor = lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio, anchor, top)
                     for group in optimizer.param_groups:
                         group["lr"] = cfg.lr * group["scale"] * factor
                     with autocast(device, precision):
@@ -432,6 +656,8 @@ class Trainer:
                     if self.world == 1:
                         loss, counted = float(out.loss.detach()), int(m.sum())
                     if not math.isfinite(loss):  # under DDP the global loss: every rank stops at this step
+                        if bar is not None:
+                            bar.close()  # the message goes on a line of its own, not after the bar
                         raise ComposerError(f"training diverged at step {step} (loss {loss}); try a lower --lr")
                     loss_sum, loss_n = loss_sum + loss, loss_n + 1
                     tokens += counted
@@ -439,7 +665,7 @@ class Trainer:
                         rate = tokens / max(1e-9, time.time() - t0)
                         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
                         bar.update()
-                    last = b == windows.shape[0] - 1 or (cfg.max_steps and step >= cfg.max_steps)
+                    last = b == windows.shape[0] - 1 or step >= limit
                     if cfg.eval_every and step % cfg.eval_every == 0 and not last:  # the end validates anyway
                         validate(loss_sum, loss_n, tokens, time.time() - t0)
                     if self.is_main and cfg.save_every and step % cfg.save_every == 0:
@@ -448,7 +674,7 @@ class Trainer:
                     bar.close()
                 start_batch = 0
                 seconds = time.time() - t0
-                finished_epoch = not (cfg.max_steps and step >= cfg.max_steps and b < windows.shape[0] - 1)
+                finished_epoch = not stopped
                 epoch += 1 if finished_epoch else 0
                 last_train_loss, _ = validate(loss_sum, loss_n, tokens, seconds)
                 if epoch_improved:
@@ -461,6 +687,10 @@ class Trainer:
                     stopped_early = True
                     self.say(f"stopping early: no validation improvement for {bad_epochs} epochs")
                     break
+            if step == 0:
+                raise ComposerError("no training step was made" + (
+                    ": the time budget ran out first (reading the corpus took it); give a larger --time-budget"
+                    if budget else ": the training data gives no windows"))
             if self.is_main and not model_path.exists():
                 self._save_model(ctx, step, epoch, best)
             if self.world > 1:  # no rank returns, nor leaves the group, before rank 0's files are written
@@ -484,6 +714,19 @@ class Trainer:
         self.result = {"steps": step, "epochs": epoch, "best_valid_loss": best, "train_loss": last_train_loss,
                        "stopped_early": stopped_early, "model": str(model_path)}
         return model_path
+
+    def _resumed_schedule(self, resume: dict, step: int, total: int) -> tuple[int, int | None, float]:
+        """The learning-rate schedule (total steps, decay anchor, rate factor there) a resumed run goes on with:
+        the saved one, or where the resuming command allows another number of steps (more epochs, a step
+        limit), a decay from the rate reached at this step to the minimum at the new end: never a jump."""
+        saved = json.loads(resume["schedule"]) if "schedule" in resume else None
+        if saved is None:  # a run saved before schedules were kept
+            return total, None, 1.0
+        if saved["total"] == total or step < self.config.warmup_steps:
+            return total, saved["anchor"], saved["top"]
+        cfg = self.config
+        return total, step, lr_factor(step, saved["total"], cfg.warmup_steps, cfg.min_lr_ratio, saved["anchor"],
+                                      saved["top"])
 
     def _label_names(self, corpus: Corpus, parent_meta: dict | None, resume: dict | None) -> list[str]:
         """The label vocabulary of a class-conditional run: the parent's, or the corpus's labels sorted."""
@@ -574,10 +817,11 @@ class Trainer:
             "config": json.dumps(dataclasses.asdict(self.config)),
             "encoder_state": json.dumps(ctx["encoder"].state_dict()),
             "valid_names": json.dumps(ctx["valid_names"]),
+            "schedule": json.dumps(ctx["schedule"]),
         })
 
 
-SHORT = {"accuracy": "acc", "offset_loss": "L_s", "pen_loss": "L_p", "kl": "KL"}
+SHORT = {"accuracy": "acc", "offset_loss": "L_s", "pen_loss": "L_p", "kl": "KL", "nll_without_end": "without END"}
 
 
 def _penalty(model: Any, metrics: dict[str, float]) -> float:
@@ -652,7 +896,8 @@ def _head_fields(encoder: Encoder) -> dict:
     return fields
 
 
-def train(config: TrainConfig, registry: Any, resume: bool = False) -> Trainer:
-    trainer = Trainer(config, registry, resume=resume)
+def train(config: TrainConfig, registry: Any, resume: bool = False, force: bool = False, given: Any = None) -> Trainer:
+    """Run ``config`` (see :class:`Trainer` for ``resume``, ``force`` and ``given``); the trainer holds the result."""
+    trainer = Trainer(config, registry, resume=resume, force=force, given=given)
     trainer.run()
     return trainer

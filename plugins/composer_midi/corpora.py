@@ -18,6 +18,9 @@ MIDI_SUFFIXES = (".mid", ".midi")
 SCORE_SUFFIXES = (".mxl", ".musicxml", ".xml", ".krn", ".abc")
 NOT_COLLECTIONS = {"demos", "theoryExercises"}  # folders of music21's corpus that are not music to learn
 ALL = "all"
+# pretty_midi holds a parsed file in memory about 170 times its size (a 7 MB file: 1.2 GB, 40 s to read); a
+# larger file is skipped with its size named rather than let memory run out
+MAX_MIDI_BYTES = 8 * 2**20
 SOURCE = "music21"  # the corpus source of music21's collections
 
 
@@ -62,11 +65,20 @@ def load_music21(ref: str) -> list[pretty_midi.PrettyMIDI]:
 
 
 def read_midi(path: str | Path) -> list[pretty_midi.PrettyMIDI]:
-    """A MIDI file as one piece; a file that is not MIDI or holds no pitched notes is an error."""
+    """A MIDI file as one piece; a file that is not MIDI, holds no pitched notes or is larger than
+    MAX_MIDI_BYTES is an error."""
+    size = Path(path).stat().st_size
+    if size > MAX_MIDI_BYTES:
+        raise ComposerError(f"too large to read ({size / 2**20:.1f} MB; MIDI files of up to "
+                            f"{MAX_MIDI_BYTES / 2**20:g} MB are read): split it into shorter files")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pretty_midi warns about meta events on other tracks
             pm = pretty_midi.PrettyMIDI(str(path))
+    except OSError as exc:
+        if exc.errno is not None:  # the file system's error (a broken or looping link): the corpus names it
+            raise
+        raise ComposerError(f"not a readable MIDI file ({_reason(exc)})") from exc
     except Exception as exc:
         raise ComposerError(f"not a readable MIDI file ({_reason(exc)})") from exc
     if not any(inst.notes for inst in pm.instruments):
@@ -104,7 +116,11 @@ def read_score(path: str | Path) -> list[pretty_midi.PrettyMIDI]:
             scores = [parsed.mergeScores()]  # the parts of one work, written as tunes of the same title
     else:
         scores = [parsed]
-    pieces = [pm for pm in map(score_to_midi, scores) if any(inst.notes for inst in pm.instruments)]
+    try:
+        pieces = [pm for pm in map(score_to_midi, scores) if any(inst.notes for inst in pm.instruments)]
+    except Exception as exc:
+        raise ComposerError("not a usable score (music21 reads it, but its parts cannot be turned into notes)") \
+            from exc
     if not pieces:
         raise ComposerError("no notes")
     return pieces

@@ -91,7 +91,12 @@ class CharEncoder(Encoder):
                 counts.update(self.normalize(item))
             except ValueError:
                 continue
-        self._set_chars(sorted(c for c, n in counts.items() if n >= self.options.min_count))
+        chars = sorted(c for c, n in counts.items() if n >= self.options.min_count)
+        if counts and not chars:
+            raise ComposerError(f"{self.name}: no character occurs min_count ({self.options.min_count:,}) times in "
+                                f"the corpus (the most frequent, {max(counts.values()):,} times), so the vocabulary "
+                                "would be empty; lower -O min_count")
+        self._set_chars(chars)
 
     def _set_chars(self, chars: list[str]) -> None:
         self.chars = chars

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from composer import ComposerError
+from composer import ComposerError, WriteSkipped
 from composer_midi import synth
 from composer_midi.scores import midi_to_score
 
@@ -25,11 +25,19 @@ SAMPLE_RATE = 44100  # FluidSynth's; the built-in synthesiser writes at synth.RA
 MISSING_SOUNDFONT = "COMPOSER_SOUNDFONT names no file: {}; unset it to use the built-in synthesiser"
 
 
+def require_notes(item: pretty_midi.PrettyMIDI) -> None:
+    """Refuse a piece without a note (e.g. one that ended at once): an empty file is no output."""
+    if not any(inst.notes for inst in item.instruments):
+        raise WriteSkipped("the piece has no notes")
+
+
 def write_mid(item: pretty_midi.PrettyMIDI, path: Path) -> None:
+    require_notes(item)
     item.write(str(path))
 
 
 def write_musicxml(item: pretty_midi.PrettyMIDI, path: Path) -> None:
+    require_notes(item)
     midi_to_score(item).write("musicxml", fp=str(path))
 
 
@@ -41,6 +49,7 @@ def png_available() -> str | None:
 
 def write_png(item: pretty_midi.PrettyMIDI, path: Path) -> None:
     """A piano roll: one bar per note, a colour per instrument, time in seconds across."""
+    require_notes(item)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -109,6 +118,7 @@ def write_wav(item: pretty_midi.PrettyMIDI, path: Path) -> None:
     missing = wav_available()
     if missing:
         raise ComposerError(missing)
+    require_notes(item)
     if synthesizer() == "fluidsynth":
         rate, audio = SAMPLE_RATE, item.fluidsynth(fs=SAMPLE_RATE, sf2_path=str(find_soundfont()))
     else:

@@ -167,28 +167,35 @@ class GenerationProgress:
     second). A context manager: the bar goes when the run ends."""
 
     def __init__(self, n: int, max_tokens: int) -> None:
+        self.n, self.shown_at = n, 0.0
+        self.wanted = n > BATCH or max_tokens >= LONG_PIECE
+        self.bar: Any = None  # made when the work starts: an error in the settings comes alone
+
+    def _bar(self) -> Any:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=n, unit="piece", desc="generating", file=sys.stderr, leave=False,
-                        disable=not (n > BATCH or max_tokens >= LONG_PIECE))
-        self.shown = 0.0
+        if self.bar is None:
+            self.bar = tqdm(total=self.n, unit="piece", desc="generating", file=sys.stderr, leave=False,
+                            disable=not self.wanted)
+        return self.bar
 
     def step(self, steps: int, max_tokens: int) -> None:
         """Session.generate's ``progress``: after each step of a batch, shown at most twice a second."""
         now = time.monotonic()
-        if not self.bar.disable and now - self.shown >= 0.5:
-            self.shown = now
-            self.bar.set_postfix_str(f"step {steps:,} of at most {max_tokens:,}")
+        if self.wanted and now - self.shown_at >= 0.5:
+            self.shown_at = now
+            self._bar().set_postfix_str(f"step {steps:,} of at most {max_tokens:,}")
 
     def done(self, pieces: int) -> None:
-        self.bar.update(pieces)
+        self._bar().update(pieces)
 
     def paused(self) -> Any:
         """A context in which lines can be printed without breaking the bar."""
-        return self.bar.external_write_mode()
+        return self._bar().external_write_mode()
 
     def __enter__(self) -> GenerationProgress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()

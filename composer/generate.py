@@ -1,9 +1,9 @@
 """Generation: a :class:`Decoding` is one request as a sampler (a generation strategy) sees it, with the
 steps every strategy needs; :func:`generate` hands it to a sampler.
 
-The primer runs through the model in windows of ``PRIME_WINDOW`` steps, carrying the state; then each step feeds one token per row while carrying the
-recurrent state, so every new token costs O(1). Random draws come from a generator seeded with the
-request's seed: the same seed gives the same result on the CPU, and on a GPU the draws stay on the device,
+The primer runs through the model in windows of ``PRIME_WINDOW`` steps, carrying the state; then each step
+feeds one token per row while carrying the recurrent state, so every new token costs O(1). Random draws
+come from a generator seeded with the request's seed: the same seed gives the same result on the CPU, and on a GPU the draws stay on the device,
 so that no step waits for the host.
 """
 
@@ -22,7 +22,6 @@ from torch import Tensor
 from composer.api import ComposerError, Constraint, Encoder, Generated, Sampler
 from composer.heads import draw_index, last_step
 from composer.model import State, select_state
-
 
 PRIME_WINDOW = 4096  # prefix steps run through the model in one call
 

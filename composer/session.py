@@ -246,13 +246,11 @@ class Session:
                 progress: Callable[[int, int], None] | None = None, batch_size: int = BATCH,
                 **options: Any) -> Iterator[Pieces]:
         """:meth:`generate`'s pieces, ``batch_size`` at a time, each batch handed over as soon as it is done (a
-        front end writes it and frees it: memory stays that of one batch). Every setting is checked before
-        the first batch starts. Batch ``b`` draws from :func:`batch_seed` (the run's seed for the first), and
+        front end writes it and frees it: memory stays that of one batch). Every setting is checked here,
+        before the first batch starts. Batch ``b`` draws from :func:`batch_seed` (the run's seed for the first), and
         labels and latent codes are drawn for the whole run from the run's seed: the first ``batch_size``
         pieces of ``n`` are the pieces of ``batch_size`` with the same seed. A sampler that chooses its
         sequences together (beam search) runs all ``n`` in one batch."""
-        from composer.generate import generate
-
         check_count(n)
         seed = new_seed() if seed is None else seed
         check_seed(seed)
@@ -266,6 +264,13 @@ class Session:
             raise ComposerError("give one primer: a primer file or item, or a prime request, not both")
         inputs = self._inputs(n, seed, label, latent, like)
         size = batch_size if chosen.independent_rows else n
+        return self._batches(n, size, seed, chosen, opts, plan, tokens, inputs, progress, length, requests)
+
+    def _batches(self, n: int, size: int, seed: int, chosen: Sampler, opts: Any, plan: GenerationPlan, tokens: Any,
+                 inputs: dict[str, Any], progress: Callable[[int, int], None] | None, length: float | None,
+                 requests: dict[str, Any] | None) -> Iterator[Pieces]:
+        from composer.generate import generate
+
         for batch, first in enumerate(range(0, n, size)):
             rows = min(size, n - first)
             if batch:

@@ -3,8 +3,8 @@ steps every strategy needs; :func:`generate` hands it to a sampler.
 
 The primer runs through the model in windows of ``PRIME_WINDOW`` steps, carrying the state; then each step
 feeds one token per row while carrying the recurrent state, so every new token costs O(1). Random draws
-come from a generator seeded with the request's seed: the same seed gives the same result on the CPU, and on a GPU the draws stay on the device,
-so that no step waits for the host.
+come from a generator seeded with the request's seed: the same seed gives the same result on the CPU, and
+on a GPU the draws stay on the device, so that no step waits for the host.
 """
 
 from __future__ import annotations

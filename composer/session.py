@@ -527,11 +527,16 @@ class Session:
         return self.score_sequences(sequences, batch_size, labels=self.label_ids(labels) if self.labels else None)
 
     def score_sequences(self, sequences: Any, batch_size: int = 16, labels: Any = None,
-                        pad_to: int = 0) -> Scores:
+                        pad_to: int = 0, progress: bool = False) -> Scores:
         """Scores of encoded sequences (``labels``: their class ids, for a class-conditional model); with the
-        encoder's ``pad_value``, sequences are padded with it (to ``pad_to`` rows) and the padding counts."""
+        encoder's ``pad_value``, sequences are padded with it (to ``pad_to`` rows) and the padding counts.
+        Batches hold at most ``batch_size`` pieces of similar length and ``EVAL_POSITIONS`` padded positions
+        (a very long piece is scored alone, in chunks carrying the state); ``progress``: a bar on stderr when
+        there is much to score."""
+        from tqdm import tqdm
+
         from composer.data import Sequences
-        from composer.training import evaluate_sequences
+        from composer.training import Evaluation, evaluate_sequences
 
         if not isinstance(sequences, Sequences):
             keep = [i for i, s in enumerate(sequences) if len(s) > 1]
@@ -541,9 +546,21 @@ class Session:
             raise ComposerError("nothing to score: every item is shorter than two tokens")
         if labels is None and self.labels:
             raise ComposerError(f"{self.name} is conditioned on labels: score items that carry one")
-        result = evaluate_sequences(self.model, sequences, self.device, "fp32", batch_size=batch_size,
-                                    pad_value=self.encoder.pad_value, pad_to=pad_to,
-                                    labels=None if labels is None else np.asarray(labels, dtype=np.int64))
+        ids = None if labels is None else np.asarray(labels, dtype=np.int64)
+        lengths = sequences.lengths
+        result = Evaluation()
+        with tqdm(total=int(lengths.sum()), unit="token", unit_scale=True, desc="scoring", leave=False,
+                  disable=not progress or int(lengths.sum()) < SHOW_SCORING) as bar:
+            for group in score_groups(lengths, batch_size, pad_to):
+                part = evaluate_sequences(self.model, sequences[group], self.device, "fp32", batch_size=len(group),
+                                          pad_value=self.encoder.pad_value, pad_to=pad_to,
+                                          labels=None if ids is None else ids[group])
+                result.loss_sum += part.loss_sum
+                result.count += part.count
+                for name, (total, count) in part.sums.items():
+                    old = result.sums.get(name, [0.0, 0])
+                    result.sums[name] = [old[0] + total, old[1] + count]
+                bar.update(int(lengths[group].sum()))
         # token views are int16 in the store: python ints, so that an encoder's arithmetic cannot overflow
         steps = sum(self.encoder.steps(seq.tolist() if sequences.is_tokens else seq) for seq in sequences)
         per_token = result.loss
@@ -610,6 +627,24 @@ class Session:
         return sorted(scores, key=lambda pair: -pair[1])
 
 
+EVAL_POSITIONS = 1 << 20  # padded positions scored in one batch
+SHOW_SCORING = 200_000  # positions from which scoring shows a progress bar
+
+
+def score_groups(lengths: Any, batch_size: int, pad_to: int = 0) -> Iterator[Any]:
+    """Indices of the pieces scored together, shortest first: at most ``batch_size`` of similar length whose
+    padded size (pieces x the longest, or ``pad_to``) stays within ``EVAL_POSITIONS``; a longer piece alone."""
+    group: list[int] = []
+    for index in np.argsort(lengths, kind="stable").tolist():
+        longest = max(int(lengths[index]), pad_to)
+        if group and (len(group) == batch_size or (len(group) + 1) * longest > EVAL_POSITIONS):
+            yield np.asarray(group, dtype=np.int64)
+            group = []
+        group.append(index)
+    if group:
+        yield np.asarray(group, dtype=np.int64)
+
+
 @dataclass
 class HeldOut:
     """Sequences to evaluate on, their class ids (class-conditional models), what they are, and their names."""
@@ -627,9 +662,12 @@ def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 16
              workers: int | None = None, device: str = "auto") -> dict[str, Any]:
     """Score a style or checkpoint on held-out data (see :meth:`Session.held_out`) and, with ``samples``,
     compare statistics of that many generated pieces (the style's default sampler) with the corpus's own."""
+    if not is_whole(samples) or not 0 <= samples <= MAX_OUTPUTS:
+        raise ComposerError(f"samples must be a whole number from 0 to {MAX_OUTPUTS:,}, got {samples!r}")
+    check_seed(seed)
     session = load(target, device=device)
     held = session.held_out(corpus, workers)
-    scores = session.score_sequences(held.sequences, labels=held.labels, pad_to=session.pad_length())
+    scores = session.score_sequences(held.sequences, labels=held.labels, pad_to=session.pad_length(), progress=True)
     results: dict[str, Any] = {"data": held.description, "unit": "position" if session.encoder.input_dim else "token",
                                **scores.as_dict()}
     if "offset_loss" in scores.metrics:  # Sketch-RNN's numbers: L_R over N_max positions, and L_KL

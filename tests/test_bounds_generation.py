@@ -259,3 +259,31 @@ def test_a_large_n_is_written_batch_by_batch_with_progress(poly, tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir())[:2] == ["poly-2-01.mid", "poly-2-02.mid"]
     assert f"wrote {n} file(s)" in result.stdout
     assert "generating" in result.stderr  # the bar (cleared at the end on a terminal)
+
+
+# ------------------------------------------------------------------------------------------- scoring
+
+
+def test_scoring_in_bounded_batches_gives_the_scores_of_one_pass(poly, monkeypatch):
+    import numpy as np
+
+    import composer.session as library
+    from composer.data import Sequences
+    from composer.training import evaluate_sequences
+
+    session = composer.load(poly, device="cpu")
+    rng = np.random.default_rng(0)
+    vocab = session.encoder.head.vocab_size
+    sequences = Sequences.from_arrays([rng.integers(0, vocab, size=size) for size in (40, 900, 60, 3000, 75, 41)])
+    one_pass = evaluate_sequences(session.model, sequences, torch.device("cpu"), "fp32")
+    monkeypatch.setattr(library, "EVAL_POSITIONS", 1000)
+    assert [len(g) for g in library.score_groups(sequences.lengths, 16)] == [4, 1, 1]  # the long ones alone
+    scores = session.score_sequences(sequences)
+    assert scores.tokens == one_pass.count
+    assert scores.nll_per_token == pytest.approx(one_pass.loss, rel=1e-6)
+    assert scores.token_accuracy == pytest.approx(one_pass.metric("accuracy"), rel=1e-6)
+
+
+def test_evaluate_refuses_more_samples_than_a_run_may_make(poly):
+    with pytest.raises(ComposerError, match="samples must be a whole number from 0 to 10,000"):
+        composer.evaluate(poly, samples=10**6, device="cpu")

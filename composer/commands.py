@@ -21,7 +21,8 @@ from typing import Any
 import click
 
 from composer.api import ComposerError
-from composer.session import BATCH, Session, new_seed
+from composer.generate import PRIME_WINDOW
+from composer.session import BATCH, MAX_OUTPUTS, MAX_TOKENS, Session, new_seed
 
 option_O = click.option("-O", "--option", "requests", type=(str, str), multiple=True, metavar="KEY VALUE",
                         help="Encoder option or generation request (see `composer encoders`), repeatable.")
@@ -31,20 +32,28 @@ option_device = click.option("--device", default="auto", show_default=True, help
 option_style = click.option("--style", help="A style name (see `composer styles`).")
 option_checkpoint = click.option("--checkpoint", type=click.Path(dir_okay=False),
                                  help="A checkpoint file instead of a style.")
-option_n = click.option("-n", "--num-outputs", "n", type=int, default=1, show_default=True, help="How many to write.")
+option_n = click.option("-n", "--num-outputs", "n", type=int, default=1, show_default=True,
+                        help=f"How many to write (at most {MAX_OUTPUTS:,}); made and written {BATCH} at a time, the "
+                             f"first {BATCH} the same whatever -n.")
 option_seed = click.option("--seed", type=click.IntRange(min=0),
-                           help="Random seed; the same seed and settings give the same output (default: random).")
+                           help="Random seed, 0 to 2**63 - 1; the same seed and settings give the same output "
+                                "(default: random).")
 option_length = click.option("--length", type=float,
-                             help="Length in the model's own unit (`composer encoders` gives each encoder's).")
+                             help="Length in the model's own unit (`composer encoders` gives each encoder's): a "
+                                  f"number > 0, at most {MAX_TOKENS:,} tokens a piece.")
 option_primer = click.option("--primer", type=click.Path(exists=True, dir_okay=False),
-                             help="Continue this file (any file the model's corpus readers take).")
+                             help="Continue this file (any file the model's corpus readers take; at most "
+                                  f"{MAX_TOKENS:,} tokens, read by the model {PRIME_WINDOW:,} at a time).")
 sampler_option_stack = [
     click.option("--sampler", help="Sampler, i.e. generation strategy (see `composer samplers`)."),
     click.option("-S", "--sampler-option", "sampler_options", type=(str, str), multiple=True, metavar="KEY VALUE",
                  help="Sampler option, repeatable (e.g. -S beam_size 8; `composer samplers` lists them)."),
-    click.option("--temperature", type=float, help="Shorthand for -S temperature T."),
-    click.option("--top-k", type=int, help="Shorthand for -S top_k K."),
-    click.option("--top-p", type=float, help="Shorthand for -S top_p P."),
+    click.option("--temperature", type=float,
+                 help="Shorthand for -S temperature T: finite, >= 0; 0 always takes the most likely token."),
+    click.option("--top-k", type=int,
+                 help="Shorthand for -S top_k K: the K most likely tokens (0: no cut). With a style whose sampler "
+                      "has no top_k, and no --sampler, the ancestral sampler applies it."),
+    click.option("--top-p", type=float, help="Shorthand for -S top_p P: 0 < P <= 1."),
 ]
 file_option_stack = [
     click.option("-o", "--output", "output_dir", default=".", show_default=True, type=click.Path(file_okay=False),

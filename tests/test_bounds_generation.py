@@ -59,7 +59,7 @@ BAD_OPTIONS = [
     (["--top-p", "1.5"], "top_p must be in (0, 1]"),
     (["--top-p", "nan"], "top_p"),
     (["--top-k", "-5"], "top_k must be a whole number >= 0"),
-    (["--sampler", "top-k", "--top-k", "0"], "top_k must be a whole number >= 1"),
+    (["--sampler", "top-k", "--top-k", "-1"], "top_k must be a whole number >= 0 (0: no cut)"),
     (["--sampler", "top-p", "--top-k", "5"], "sampler 'top-p' takes no top_k"),
     (["--seed", str(2**64)], "seed must be a whole number from 0 to 2**63 - 1"),
     (["--length", "nan"], "length must be a finite number > 0 (bars)"),

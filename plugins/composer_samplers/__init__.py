@@ -79,14 +79,13 @@ def draw_values(run, temperature: float) -> list[Generated]:
     return run.finish(torch.stack(values, dim=1), ll)
 
 
-def _check_filters(temperature: float, top_k: int, top_p: float, least_k: int = 0) -> None:
+def _check_filters(temperature: float, top_k: int, top_p: float) -> None:
     """Refuse what no filter can mean, naming the option and its range (nan fails every comparison here)."""
     if not 0 <= temperature < math.inf:
         raise ComposerError(f"temperature must be a finite number >= 0 (0: always the most likely token), "
                             f"got {temperature}")
-    if top_k < least_k:
-        raise ComposerError(f"top_k must be a whole number >= {least_k}"
-                            f"{' (0: no cut)' if least_k == 0 else ''}, got {top_k}")
+    if top_k < 0:
+        raise ComposerError(f"top_k must be a whole number >= 0 (0: no cut), got {top_k}")
     if not 0 < top_p <= 1:
         raise ComposerError(f"top_p must be in (0, 1], got {top_p}")
 
@@ -155,7 +154,7 @@ class TopK(Ancestral):
         top_k: int = 40
 
         def __post_init__(self) -> None:
-            _check_filters(self.temperature, self.top_k, 1.0, least_k=1)
+            _check_filters(self.temperature, self.top_k, 1.0)
 
 
 class TopP(Ancestral):

@@ -202,7 +202,7 @@ class Session:
 
     def primer(self, primer: Any) -> Any:
         """Tokens to continue from: a file (a Path) read by the corpus readers of the model's modality, or an
-        item (a PrettyMIDI for music, a str for text). At most ``MAX_TOKENS`` of them."""
+        item (a PrettyMIDI for music, a str for text)."""
         if isinstance(primer, Path):
             primer = self._item(primer, "primer ")
         try:
@@ -213,9 +213,6 @@ class Session:
             raise ComposerError(f"{self.name} is a {self.encoder.modality} model: it cannot continue a primer of "
                                 f"type {type(primer).__name__}; give a file (a Path) or a {self.encoder.modality} "
                                 "item") from None
-        if len(tokens) > MAX_TOKENS:
-            raise ComposerError(f"the primer is {len(tokens):,} tokens long; the most is {MAX_TOKENS:,}: give a "
-                                "shorter one")
         return tokens
 
     def generate(self, n: int = 1, *, seed: int | None = None, length: float | None = None,
@@ -247,9 +244,9 @@ class Session:
                 **options: Any) -> Iterator[Pieces]:
         """:meth:`generate`'s pieces, ``batch_size`` at a time, each batch handed over as soon as it is done (a
         front end writes it and frees it: memory stays that of one batch). Every setting is checked here,
-        before the first batch starts. Batch ``b`` draws from :func:`batch_seed` (the run's seed for the first), and
-        labels and latent codes are drawn for the whole run from the run's seed: the first ``batch_size``
-        pieces of ``n`` are the pieces of ``batch_size`` with the same seed. A sampler that chooses its
+        before the first batch starts. Batch ``b`` draws from :func:`batch_seed` (the run's seed for the
+        first), and labels and latent codes are drawn for the whole run from the run's seed: the first
+        ``batch_size`` pieces of ``n`` are the pieces of ``batch_size`` with the same seed. A sampler that chooses its
         sequences together (beam search) runs all ``n`` in one batch."""
         check_count(n)
         seed = new_seed() if seed is None else seed
@@ -262,6 +259,10 @@ class Session:
         tokens = self.primer(primer) if primer is not None else []
         if len(tokens) and len(plan.primer):
             raise ComposerError("give one primer: a primer file or item, or a prime request, not both")
+        tokens = tokens if len(tokens) else plan.primer
+        if len(tokens) > MAX_TOKENS:
+            raise ComposerError(f"the primer is {len(tokens):,} tokens long; the most is {MAX_TOKENS:,}: give a "
+                                "shorter one")
         inputs = self._inputs(n, seed, label, latent, like)
         size = batch_size if chosen.independent_rows else n
         return self._batches(n, size, seed, chosen, opts, plan, tokens, inputs, progress, length, requests)
@@ -277,9 +278,8 @@ class Session:
                 plan = self.plan(length, requests)  # a constraint serves one generation call
             part = {key: value[first: first + rows] if value.shape[0] == n else value for key, value in inputs.items()}
             sequences = generate(self.model, self.encoder, chosen, n=rows, max_tokens=plan.max_tokens,
-                                 primer=tokens if len(tokens) else plan.primer, constraint=plan.constraint,
-                                 seed=batch_seed(seed, batch), device=self.device, options=opts, inputs=part,
-                                 progress=progress)
+                                 primer=tokens, constraint=plan.constraint, seed=batch_seed(seed, batch),
+                                 device=self.device, options=opts, inputs=part, progress=progress)
             items = [self.encoder.decode(seq.tokens) for seq in sequences]
             labels = None
             if "cond" in part:

@@ -287,3 +287,16 @@ def test_scoring_in_bounded_batches_gives_the_scores_of_one_pass(poly, monkeypat
 def test_evaluate_refuses_more_samples_than_a_run_may_make(poly):
     with pytest.raises(ComposerError, match="samples must be a whole number from 0 to 10,000"):
         composer.evaluate(poly, samples=10**6, device="cpu")
+
+
+def test_a_primer_longer_than_the_token_limit_is_refused_in_one_line(poly, monkeypatch):
+    import composer.session as library
+
+    session = composer.load(poly, device="cpu")
+    monkeypatch.setattr(library, "MAX_TOKENS", 200)
+    primer = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes = [pretty_midi.Note(80, 60 + i % 12, i * 0.125, i * 0.125 + 0.125) for i in range(100)]
+    primer.instruments.append(piano)
+    with pytest.raises(ComposerError, match=r"the primer is [\d,]+ tokens long; the most is 200"):
+        session.generate(primer=primer, length=1)

@@ -296,7 +296,7 @@ def test_a_primer_longer_than_the_token_limit_is_refused_in_one_line(poly, monke
     monkeypatch.setattr(library, "MAX_TOKENS", 200)
     primer = pretty_midi.PrettyMIDI()
     piano = pretty_midi.Instrument(0)
-    piano.notes = [pretty_midi.Note(80, 60 + i % 12, i * 0.125, i * 0.125 + 0.125) for i in range(100)]
+    piano.notes = [pretty_midi.Note(80, 60 + i % 12, i * 0.125, i * 0.125 + 0.125) for i in range(300)]
     primer.instruments.append(piano)
     with pytest.raises(ComposerError, match=r"the primer is [\d,]+ tokens long; the most is 200"):
         session.generate(primer=primer, length=1)

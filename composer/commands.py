@@ -49,7 +49,7 @@ sampler_option_stack = [
     click.option("-S", "--sampler-option", "sampler_options", type=(str, str), multiple=True, metavar="KEY VALUE",
                  help="Sampler option, repeatable (e.g. -S beam_size 8; `composer samplers` lists them)."),
     click.option("--temperature", type=float,
-                 help="Shorthand for -S temperature T: finite, >= 0; 0 always takes the most likely token."),
+                 help="Shorthand for -S temperature T: 0 (always the most likely token) or from 0.001 to 1000."),
     click.option("--top-k", type=int,
                  help="Shorthand for -S top_k K: the K most likely tokens (0: no cut). With a style whose sampler "
                       "has no top_k, and no --sampler, the ancestral sampler applies it."),

@@ -53,7 +53,9 @@ def assert_one_line_error(result, *words):
 BAD_OPTIONS = [
     (["--temperature", "nan"], "temperature"),
     (["--temperature", "inf"], "temperature"),
-    (["--temperature", "-1"], "temperature must be a finite number >= 0"),
+    (["--temperature", "-1"], "temperature must be 0 (always the most likely token) or from 0.001 to 1000"),
+    (["--temperature", "1e-300"], "temperature must be 0 (always the most likely token) or from 0.001 to 1000"),
+    (["--temperature", "1e300"], "temperature must be 0 (always the most likely token) or from 0.001 to 1000"),
     (["--top-p", "0"], "top_p must be in (0, 1]"),
     (["--top-p", "-1"], "top_p must be in (0, 1]"),
     (["--top-p", "1.5"], "top_p must be in (0, 1]"),
@@ -98,6 +100,13 @@ def test_the_library_refuses_what_the_command_line_refuses(poly):
                             ({"top_p": 0.0}, "top_p"), ({"sampler": "beam", "beam_size": 10**30}, "beam_size")]:
         with pytest.raises(ComposerError, match=message):
             session.generate(**kwargs)
+
+
+@pytest.mark.parametrize("settings", [{"top_p": 1e-300}, {"temperature": 1e-3}, {"temperature": 1e3},
+                                      {"sampler": "beam", "sample": True, "top_p": 1e-30}])
+def test_extreme_but_valid_filters_still_draw_pieces(poly, settings):
+    pieces = composer.load(poly, device="cpu").generate(2, seed=1, length=1, **settings)
+    assert all(g.new_tokens >= 1 for g in pieces.sequences)
 
 
 def test_top_k_on_a_style_that_samples_with_top_p_applies_top_k(poly):

@@ -50,7 +50,7 @@ def test_bad_sampler_options_name_the_valid_ones(bach):
     known = r"\(known: temperature, top_p\)"
     with pytest.raises(ComposerError, match=rf"unknown option 'nosuch' for sampler 'top-p' {known}"):
         bach.generate(nosuch=1)
-    with pytest.raises(ComposerError, match=r"temperature must be a finite number >= 0 \(0: always the most likely"):
+    with pytest.raises(ComposerError, match="temperature must be 0"):
         bach.generate(temperature=-1)
     with pytest.raises(ComposerError, match="expects int"):
         bach.generate(sampler="beam", beam_size="wide")

@@ -7,7 +7,6 @@ temperature 1), so their results can be compared."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +29,7 @@ def filtered(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: fl
         probs = torch.softmax(sorted_logits, dim=-1)
         # drop a token when the tokens before it already cover top_p of the mass
         drop = (probs.cumsum(-1) - probs) >= top_p
+        drop[..., 0] = False  # the most likely token stays, even for a top_p float32 rounds to 0
         kept = sorted_logits.masked_fill(drop, float("-inf"))
         scaled = torch.full_like(scaled, float("-inf")).scatter(-1, order, kept)
     return scaled
@@ -79,11 +79,14 @@ def draw_values(run, temperature: float) -> list[Generated]:
     return run.finish(torch.stack(values, dim=1), ll)
 
 
+TEMPERATURES = (1e-3, 1e3)  # beyond these the draws are the most likely token's, or uniform (and float32 overflows)
+
+
 def _check_filters(temperature: float, top_k: int, top_p: float) -> None:
     """Refuse what no filter can mean, naming the option and its range (nan fails every comparison here)."""
-    if not 0 <= temperature < math.inf:
-        raise ComposerError(f"temperature must be a finite number >= 0 (0: always the most likely token), "
-                            f"got {temperature}")
+    if not (temperature == 0 or TEMPERATURES[0] <= temperature <= TEMPERATURES[1]):
+        raise ComposerError(f"temperature must be 0 (always the most likely token) or from {TEMPERATURES[0]:g} to "
+                            f"{TEMPERATURES[1]:g}, got {temperature}")
     if top_k < 0:
         raise ComposerError(f"top_k must be a whole number >= 0 (0: no cut), got {top_k}")
     if not 0 < top_p <= 1:

@@ -162,7 +162,11 @@ class Session:
         """The named sampler, else the style's default one; without a name, a filter among ``options`` that the
         default sampler lacks (``top_k`` for a style that samples with ``top-p``) picks the ``ancestral``
         sampler, which applies every filter. A named sampler without an option given is a clear error."""
-        chosen = self.registry.sampler(name or self.defaults.get("sampler", DEFAULT_SAMPLER))
+        wanted = name or self.defaults.get("sampler", DEFAULT_SAMPLER)
+        if not isinstance(wanted, str):
+            where = "" if name else f" (the default stored with {self.name})"
+            raise ComposerError(f"a sampler is named by a string (see `composer samplers`), got {wanted!r}{where}")
+        chosen = self.registry.sampler(wanted)
         lacking = [key.replace("-", "_") for key in options or {} if key.replace("-", "_") not in chosen.option_names]
         if not lacking:
             return chosen

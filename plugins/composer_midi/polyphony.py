@@ -193,7 +193,11 @@ class PolyphonyEncoder(Encoder):
         if isinstance(melody, pretty_midi.PrettyMIDI):
             line = skyline(quantize(melody, self.options.steps_per_quarter))
         else:
-            line = sorted((Note(*map(int, note)) for note in melody), key=lambda n: n.start)
+            try:
+                line = sorted((Note(*map(int, note)) for note in melody), key=lambda n: n.start)
+            except (TypeError, ValueError, OverflowError):
+                raise ComposerError("a melody is text, a file, a PrettyMIDI or notes (pitch, start_step, "
+                                    f"end_step); got {type(melody).__name__}") from None
             if any(n.start < 0 or n.end <= n.start for n in line) or any(a.end > b.start for a, b in pairwise(line)):
                 raise ComposerError("melody notes need 0 <= start < end and must not overlap")
         if not line:

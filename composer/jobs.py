@@ -199,7 +199,7 @@ def check(session: Session, settings: Settings) -> None:
     """Everything the library would refuse, refused before the job waits in the queue: the sampler and its
     options, the length and the encoder's requests (and the page's token limit), the label, the primer."""
     session.sampler(settings.sampler, settings.options).options(settings.options, session.defaults)
-    plan = session.plan(settings.length, settings.requests)
+    plan = session.plan(settings.length, settings.requests, most=None)  # the page's own limit is lower
     if plan.max_tokens > PAGE_MAX_TOKENS:
         raise ComposerError(f"that length asks for up to {plan.max_tokens:,} tokens per piece; this page makes at "
                             f"most {PAGE_MAX_TOKENS:,} (length is in {session.encoder.length_unit})")

@@ -179,9 +179,11 @@ class Session:
         raise ComposerError(f"sampler '{chosen.name}' takes no {lacking[0]} (its options: "
                             f"{', '.join(chosen.option_names) or 'none'}; samplers that take it: {', '.join(takes)})")
 
-    def plan(self, length: float | None = None, requests: dict[str, Any] | None = None) -> GenerationPlan:
+    def plan(self, length: float | None = None, requests: dict[str, Any] | None = None,
+             most: int | None = MAX_TOKENS) -> GenerationPlan:
         """The encoder's plan for a length (in its ``length_unit``; default: the style's) and requests (``-O``:
-        only those the encoder declares)."""
+        only those the encoder declares). The length must be a finite number > 0 that asks for at least one
+        token and at most ``most`` per piece (``None``: a front end checks its own, lower limit)."""
         requests = {key.replace("-", "_"): value for key, value in (requests or {}).items()}
         known = self.encoder.generation_options
         unknown = [key for key in requests if key not in known]
@@ -199,9 +201,9 @@ class Session:
         plan = self.encoder.generation_plan(length=length, **requests)
         if plan.max_tokens < 1:
             raise ComposerError(f"length {length} {unit} is too short to generate anything{where}")
-        if plan.max_tokens > MAX_TOKENS:
+        if most is not None and plan.max_tokens > most:
             raise ComposerError(f"that asks for up to {plan.max_tokens:,} tokens per piece; the most is "
-                                f"{MAX_TOKENS:,} (length is in {unit}){where}")
+                                f"{most:,} (length is in {unit}){where}")
         return plan
 
     def primer(self, primer: Any) -> Any:

@@ -12,6 +12,7 @@ that a plugin importing the contract below stays cheap.
 from importlib.metadata import PackageNotFoundError, version
 
 from composer.api import (
+    MAX_TOKENS,
     Categorical,
     ComposerError,
     Constraint,
@@ -36,6 +37,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "MAX_TOKENS",
     "Categorical",
     "ComposerError",
     "Constraint",

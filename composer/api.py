@@ -8,6 +8,7 @@ hooks in :mod:`composer.hookspecs`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from typing import Any, ClassVar
 import pluggy
 
 hookimpl = pluggy.HookimplMarker("composer")
+
+MAX_TOKENS = 1_000_000  # new tokens per generated piece: hours of music or a long book
 
 
 class ComposerError(Exception):
@@ -280,6 +283,8 @@ class Sampler:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    independent_rows: ClassVar[bool] = True  # each sequence is drawn on its own (from the run's seed), so a
+    # large request may be made in batches; False (beam search): the n sequences are chosen together, in one run
 
     @dataclass
     class Options:
@@ -293,8 +298,11 @@ class Sampler:
         """The options to run with: ``given`` (the user's: every key must be known) over ``fallback`` (a
         style's defaults: keys this sampler does not take are ignored) over the Options defaults."""
         known = set(self.option_names)
+        given = {k.replace("-", "_"): v for k, v in (given or {}).items()}
         values = {k.replace("-", "_"): v for k, v in (fallback or {}).items() if k.replace("-", "_") in known}
-        values.update(given or {})
+        parse_options(self.Options, {k: v for k, v in values.items() if k not in given},
+                      f"sampler '{self.name}' (a default stored with the style)")
+        values.update(given)
         return parse_options(self.Options, values, f"sampler '{self.name}'")
 
     def generate(self, run: Any, options: Any) -> list[Generated]:
@@ -347,9 +355,10 @@ def _convert(value: Any, f: dataclasses.Field, owner: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     if not isinstance(value, str):
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        whole = numeric and (isinstance(value, int) or value.is_integer())
         if kind == "float" and numeric:
-            return float(value)
-        if (kind == "int" and not (numeric and float(value).is_integer())) or \
+            return _finite(value if isinstance(value, float) or abs(value) < 1e308 else math.inf, f, owner)
+        if (kind == "int" and not whole) or \
                 (kind == "float" and not numeric) or (kind == "bool" and not isinstance(value, bool)):
             raise ComposerError(f"option '{f.name}' for {owner} expects {kind}, got {value!r}")
         return int(value) if kind == "int" else value
@@ -363,11 +372,17 @@ def _convert(value: Any, f: dataclasses.Field, owner: str) -> Any:
         if kind == "int":
             return int(value)
         if kind == "float":
-            return float(value)
+            return _finite(float(value), f, owner)
         if kind.startswith("tuple") or kind.startswith("list"):
             parts = [p for p in value.replace(",", " ").split() if p]
             conv = int if "int" in kind else float if "float" in kind else str
             return tuple(conv(p) for p in parts)
     except ValueError:
         raise ComposerError(f"option '{f.name}' for {owner} expects {kind}, got '{value}'") from None
+    return value
+
+
+def _finite(value: float, f: dataclasses.Field, owner: str) -> float:
+    if not math.isfinite(value):
+        raise ComposerError(f"option '{f.name}' for {owner} must be a finite number, got {value}")
     return value

@@ -1,10 +1,10 @@
 """Generation: a :class:`Decoding` is one request as a sampler (a generation strategy) sees it, with the
 steps every strategy needs; :func:`generate` hands it to a sampler.
 
-The primer runs through the model once; then each step feeds one token per row while carrying the
-recurrent state, so every new token costs O(1). Random draws come from a generator seeded with the
-request's seed: the same seed gives the same result on the CPU, and on a GPU the draws stay on the device,
-so that no step waits for the host.
+The primer runs through the model in windows of ``PRIME_WINDOW`` steps, carrying the state; then each step
+feeds one token per row while carrying the recurrent state, so every new token costs O(1). Random draws
+come from a generator seeded with the request's seed: the same seed gives the same result on the CPU, and
+on a GPU the draws stay on the device, so that no step waits for the host.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from torch import Tensor
 from composer.api import ComposerError, Constraint, Encoder, Generated, Sampler
 from composer.heads import draw_index, last_step
 from composer.model import State, select_state
+
+PRIME_WINDOW = 4096  # prefix steps run through the model in one call
 
 
 class Decoding:
@@ -66,18 +68,26 @@ class Decoding:
 
     def start(self, rows: int) -> tuple[Any, State]:
         """Run the prefix through the model for ``rows`` rows and start the constraint over the primer:
-        (the last step's output: logits [rows, vocab] as float32 for a categorical head, state)."""
-        if self.categorical:
-            x = torch.tensor(self.prefix, dtype=torch.long, device=self.device).unsqueeze(0).repeat(rows, 1)
-        else:
-            x = torch.from_numpy(self.prefix).to(self.device).unsqueeze(0).repeat(rows, 1, 1)
+        (the last step's output: logits [rows, vocab] as float32 for a categorical head, state). A long
+        prefix runs in windows of ``PRIME_WINDOW`` steps carrying the state, so that memory stays that of
+        one window (the result equals one call's within float rounding)."""
         self.inputs = self._row_inputs(rows)
-        out = self.model(x, **self.inputs)
+        state = None
+        for first in range(0, len(self.prefix), PRIME_WINDOW):
+            window = self.prefix[first: first + PRIME_WINDOW]
+            if self.categorical:
+                x = torch.tensor(window, dtype=torch.long, device=self.device).unsqueeze(0).expand(rows, -1)
+            else:
+                x = torch.from_numpy(window).to(self.device).unsqueeze(0).expand(rows, -1, -1)
+            carried = {} if state is None else {"state": state}
+            out = self.model(x, **carried, **self.inputs)
+            state, output = out.state, last_step(out.output)
+            del out
         if self.constraint is not None:
             self.constraint.start(rows, self.device)
             for t in self.prefix[self.history_from:]:
                 self.constraint.advance(torch.full((rows,), t, dtype=torch.long, device=self.device))
-        return self._float(last_step(out.output)), out.state
+        return self._float(output), state
 
     def _float(self, output: Any) -> Any:
         return output.float() if self.categorical else output

@@ -198,8 +198,8 @@ def save_uploads(data: dict, settings: Settings, folder: Path) -> None:
 def check(session: Session, settings: Settings) -> None:
     """Everything the library would refuse, refused before the job waits in the queue: the sampler and its
     options, the length and the encoder's requests (and the page's token limit), the label, the primer."""
-    session.sampler(settings.sampler).options(settings.options, session.defaults)
-    plan = session.plan(settings.length, settings.requests)
+    session.sampler(settings.sampler, settings.options).options(settings.options, session.defaults)
+    plan = session.plan(settings.length, settings.requests, most=None)  # the page's own limit is lower
     if plan.max_tokens > PAGE_MAX_TOKENS:
         raise ComposerError(f"that length asks for up to {plan.max_tokens:,} tokens per piece; this page makes at "
                             f"most {PAGE_MAX_TOKENS:,} (length is in {session.encoder.length_unit})")

@@ -13,11 +13,12 @@ writing files, scoring, evaluation, training and fine-tuning all live here; the 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,42 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from composer.api import ComposerError, Generated, GenerationPlan, Sampler, Writer, WriteSkipped
+from composer.api import MAX_TOKENS, ComposerError, Generated, GenerationPlan, Sampler, Writer, WriteSkipped
 from composer.plugins import Registry, get_registry
 
 MAX_OUTPUTS = 10_000  # more pieces than this in one call is a typo, not a request
-MAX_TOKENS = 1_000_000  # per piece: hours of music or a long book
+MAX_SEED = 2**63 - 1  # torch's generators take 64-bit seeds (a latent code's draws use seed + 1)
+BATCH = 64  # pieces generated together: a larger -n runs (and the command line writes) batch by batch
 DEFAULT_SAMPLER = "ancestral"
+FILTER_SAMPLER = "ancestral"  # takes every filter: the sampler for a filter the default sampler lacks
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The seed batch ``batch`` of a run draws from: the run's own for the first (so the first 64 pieces of
+    ``-n 1000`` are the pieces of ``-n 64``), then one derived from (seed, batch) for each later batch."""
+    if batch == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, batch]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def is_whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_count(n: Any) -> None:
+    if not is_whole(n) or not 1 <= n <= MAX_OUTPUTS:
+        raise ComposerError(f"the number of outputs (-n) must be a whole number from 1 to {MAX_OUTPUTS:,}, got {n!r}")
+
+
+def check_seed(seed: Any) -> None:
+    if not is_whole(seed) or not 0 <= seed <= MAX_SEED:
+        raise ComposerError(f"seed must be a whole number from 0 to 2**63 - 1 ({MAX_SEED}), got {seed!r}")
+
+
+def check_folder(folder: str | Path) -> None:
+    """Refuse an empty output folder name (it would mean the current folder without saying so)."""
+    if not str(folder).strip():
+        raise ComposerError("the output folder is empty: give one (-o DIR; -o . for the current folder)")
 
 
 def new_seed() -> int:
@@ -127,13 +158,33 @@ class Session:
         return f"<composer.Session {self.name}: {self.encoder.name} on {self.device}>"
 
     # -- generation
-    def sampler(self, name: str | None = None) -> Sampler:
-        """The named sampler, else the style's default one."""
-        return self.registry.sampler(name or self.defaults.get("sampler", DEFAULT_SAMPLER))
+    def sampler(self, name: str | None = None, options: dict[str, Any] | None = None) -> Sampler:
+        """The named sampler, else the style's default one; without a name, a filter among ``options`` that the
+        default sampler lacks (``top_k`` for a style that samples with ``top-p``) picks the ``ancestral``
+        sampler, which applies every filter. A named sampler without an option given is a clear error."""
+        wanted = name or self.defaults.get("sampler", DEFAULT_SAMPLER)
+        if not isinstance(wanted, str):
+            where = "" if name else f" (the default stored with {self.name})"
+            raise ComposerError(f"a sampler is named by a string (see `composer samplers`), got {wanted!r}{where}")
+        chosen = self.registry.sampler(wanted)
+        lacking = [key.replace("-", "_") for key in options or {} if key.replace("-", "_") not in chosen.option_names]
+        if not lacking:
+            return chosen
+        broad = self.registry.samplers.get(FILTER_SAMPLER)
+        if name is None and broad is not None and all(key in broad.option_names for key in lacking):
+            return broad
+        takes = sorted(s for s, smp in self.registry.samplers.items() if lacking[0] in smp.option_names)
+        if not takes:
+            return chosen  # an option no sampler knows: the sampler's own message lists what it takes
+        raise ComposerError(f"sampler '{chosen.name}' takes no {lacking[0]} (its options: "
+                            f"{', '.join(chosen.option_names) or 'none'}; samplers that take it: {', '.join(takes)})")
 
-    def plan(self, length: float | None = None, requests: dict[str, Any] | None = None) -> GenerationPlan:
+    def plan(self, length: float | None = None, requests: dict[str, Any] | None = None,
+             most: int | None = MAX_TOKENS) -> GenerationPlan:
         """The encoder's plan for a length (in its ``length_unit``; default: the style's) and requests (``-O``:
-        only those the encoder declares; a style's defaults may set some, e.g. ``bach``'s ``voicing``)."""
+        only those the encoder declares; a style's defaults may set some, e.g. ``bach``'s ``voicing``). The length
+        must be a finite number > 0 that asks for at least one token and at most ``most`` per piece (``None``: a
+        front end checks its own, lower limit)."""
         requests = {key.replace("-", "_"): value for key, value in (requests or {}).items()}
         known = self.encoder.generation_options
         requests = {**{k: v for k, v in self.defaults.items() if k in known}, **requests}
@@ -141,16 +192,36 @@ class Session:
         if unknown:
             raise ComposerError(f"unknown option '{unknown[0]}' for generating with {self.encoder.name} "
                                 f"(known: {', '.join(known) or 'none'})")
-        if length is None:
+        unit = self.encoder.length_unit
+        given = length is not None
+        where = "" if given else f" (the default length stored with {self.name}; give a length)"
+        if not given:
             length = self.defaults.get("length")
-        return self.encoder.generation_plan(length=length, **requests)
+        if length is not None and (isinstance(length, bool) or not isinstance(length, numbers.Real)
+                                   or not 0 < length < math.inf):
+            raise ComposerError(f"length must be a finite number > 0 ({unit}), got {length!r}{where}")
+        plan = self.encoder.generation_plan(length=length, **requests)
+        if plan.max_tokens < 1:
+            raise ComposerError(f"length {length} {unit} is too short to generate anything{where}")
+        if most is not None and plan.max_tokens > most:
+            raise ComposerError(f"that asks for up to {plan.max_tokens:,} tokens per piece; the most is "
+                                f"{most:,} (length is in {unit}){where}")
+        return plan
 
-    def primer(self, primer: Any) -> list[int]:
+    def primer(self, primer: Any) -> Any:
         """Tokens to continue from: a file (a Path) read by the corpus readers of the model's modality, or an
         item (a PrettyMIDI for music, a str for text)."""
         if isinstance(primer, Path):
             primer = self._item(primer, "primer ")
-        return self.encoder.primer(primer)
+        try:
+            tokens = self.encoder.primer(primer)
+        except ComposerError:
+            raise
+        except Exception:  # an item the encoder cannot read: a str for a midi model, say
+            raise ComposerError(f"{self.name} is a {self.encoder.modality} model: it cannot continue a primer of "
+                                f"type {type(primer).__name__}; give a file (a Path) or a {self.encoder.modality} "
+                                "item") from None
+        return tokens
 
     def generate(self, n: int = 1, *, seed: int | None = None, length: float | None = None,
                  sampler: str | None = None, primer: Any = None, requests: dict[str, Any] | None = None,
@@ -165,40 +236,70 @@ class Session:
         Class-conditional models take a ``label`` (see ``labels``; default: one drawn per piece from the seed).
         Autoencoders take ``latent`` codes ([latent_size] or [n, latent_size]; default: drawn from the prior)
         or ``like``: an item or file whose code's neighbourhood the pieces are drawn from (variations).
-        ``progress(steps, max_tokens)``, if given, is called after every generation step (results do not change)."""
-        from composer.generate import generate
+        ``progress(steps, max_tokens)``, if given, is called after every generation step (results do not change).
+        The pieces are made in batches of ``BATCH`` (see :meth:`batches`, which hands each over as it is done)."""
+        parts = list(self.batches(n, seed=seed, length=length, sampler=sampler, primer=primer, requests=requests,
+                                  label=label, latent=latent, like=like, progress=progress, **options))
+        first = parts[0]
+        labels = None if first.labels is None else [name for part in parts for name in part.labels]
+        return Pieces([item for part in parts for item in part], seed=first.seed, sampler=first.sampler,
+                      options=first.options, sequences=[g for part in parts for g in part.sequences], labels=labels)
 
-        if not isinstance(n, int) or not 1 <= n <= MAX_OUTPUTS:
-            raise ComposerError(f"the number of outputs must be between 1 and {MAX_OUTPUTS:,}, got {n}")
+    def batches(self, n: int = 1, *, seed: int | None = None, length: float | None = None,
+                sampler: str | None = None, primer: Any = None, requests: dict[str, Any] | None = None,
+                label: str | None = None, latent: Any = None, like: Any = None,
+                progress: Callable[[int, int], None] | None = None, batch_size: int = BATCH,
+                **options: Any) -> Iterator[Pieces]:
+        """:meth:`generate`'s pieces, ``batch_size`` at a time, each batch handed over as soon as it is done (a
+        front end writes it and frees it: memory stays that of one batch). Every setting is checked here,
+        before the first batch starts. Batch ``b`` draws from :func:`batch_seed` (the run's seed for the
+        first), and labels and latent codes are drawn for the whole run from the run's seed: the first
+        ``batch_size`` pieces of ``n`` are the pieces of ``batch_size`` with the same seed. A sampler that chooses its
+        sequences together (beam search) runs all ``n`` in one batch."""
+        check_count(n)
         seed = new_seed() if seed is None else seed
-        if not isinstance(seed, int) or seed < 0:
-            raise ComposerError(f"seed must be a whole number >= 0, got {seed}")
-        chosen = self.sampler(sampler)
+        check_seed(seed)
+        if not is_whole(batch_size) or batch_size < 1:
+            raise ComposerError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        chosen = self.sampler(sampler, options)
         opts = chosen.options(options, self.defaults)
         plan = self.plan(length, requests)
-        if plan.max_tokens > MAX_TOKENS:
-            raise ComposerError(f"that length asks for up to {plan.max_tokens:,} tokens per piece; the most is "
-                                f"{MAX_TOKENS:,} (length is in {self.encoder.length_unit})")
         tokens = self.primer(primer) if primer is not None else []
         if len(tokens) and len(plan.primer):
             raise ComposerError("give one primer: a primer file or item, or a prime request, not both")
+        tokens = tokens if len(tokens) else plan.primer
+        if len(tokens) > MAX_TOKENS:
+            raise ComposerError(f"the primer is {len(tokens):,} tokens long; the most is {MAX_TOKENS:,}: give a "
+                                "shorter one")
         inputs = self._inputs(n, seed, label, latent, like)
-        sequences = generate(self.model, self.encoder, chosen, n=n, max_tokens=plan.max_tokens,
-                             primer=tokens if len(tokens) else plan.primer, constraint=plan.constraint, seed=seed,
-                             device=self.device, options=opts, inputs=inputs, progress=progress)
-        items = [self.encoder.decode(seq.tokens, **plan.decoding) for seq in sequences]
-        for item in items:
-            if isinstance(getattr(item, "title", None), str):  # an item that has a title (not str.title)
-                item.title = self.name
-        labels = None
-        if "cond" in inputs:
-            ids = inputs["cond"].expand(n).tolist()
-            labels = [self.labels[i] for i in ids]
-            for item, name in zip(items, labels):
-                if hasattr(item, "label"):  # a drawing knows what it is meant to be (grids show it)
-                    item.label = name
-        return Pieces(items, seed=seed, sampler=chosen.name, options=dict(opts.__dict__), sequences=sequences,
-                      labels=labels)
+        size = batch_size if chosen.independent_rows else n
+        return self._batches(n, size, seed, chosen, opts, plan, tokens, inputs, progress, length, requests)
+
+    def _batches(self, n: int, size: int, seed: int, chosen: Sampler, opts: Any, plan: GenerationPlan, tokens: Any,
+                 inputs: dict[str, Any], progress: Callable[[int, int], None] | None, length: float | None,
+                 requests: dict[str, Any] | None) -> Iterator[Pieces]:
+        from composer.generate import generate
+
+        for batch, first in enumerate(range(0, n, size)):
+            rows = min(size, n - first)
+            if batch:
+                plan = self.plan(length, requests)  # a constraint serves one generation call
+            part = {key: value[first: first + rows] if value.shape[0] == n else value for key, value in inputs.items()}
+            sequences = generate(self.model, self.encoder, chosen, n=rows, max_tokens=plan.max_tokens,
+                                 primer=tokens, constraint=plan.constraint, seed=batch_seed(seed, batch),
+                                 device=self.device, options=opts, inputs=part, progress=progress)
+            items = [self.encoder.decode(seq.tokens, **plan.decoding) for seq in sequences]
+            for item in items:
+                if isinstance(getattr(item, "title", None), str):  # an item that has a title (not str.title)
+                    item.title = self.name
+            labels = None
+            if "cond" in part:
+                labels = [self.labels[i] for i in part["cond"].expand(rows).tolist()]
+                for item, name in zip(items, labels):
+                    if hasattr(item, "label"):  # a drawing knows what it is meant to be (grids show it)
+                        item.label = name
+            yield Pieces(items, seed=seed, sampler=chosen.name, options=dict(opts.__dict__), sequences=sequences,
+                         labels=labels)
 
     def _inputs(self, n: int, seed: int, label: str | None, latent: Any, like: Any) -> dict[str, Any]:
         """The conditioning of ``n`` pieces: class ids and latent codes, drawn from ``seed`` where not given."""
@@ -341,10 +442,15 @@ class Session:
         base = prefix or self.name
         return base if seed is None else f"{base}-{seed}"
 
-    def targets(self, count: int, folder: str | Path, writers: list[Writer], stem: str) -> list[list[Path]]:
-        """The file names ``write`` uses: ``STEM-I.SUFFIX``, I zero-padded so that ``-10`` sorts after ``-2``."""
-        width = len(str(count))
-        return [[Path(folder) / f"{stem}-{i:0{width}d}{w.suffix}" for w in writers] for i in range(1, count + 1)]
+    def targets(self, count: int, folder: str | Path, writers: list[Writer], stem: str, first: int = 1,
+                total: int | None = None) -> list[list[Path]]:
+        """The file names ``write`` uses for ``count`` items numbered from ``first``: ``STEM-I.SUFFIX``, I
+        zero-padded to the width of ``total`` (the run's size; default the last number) so that ``-10`` sorts
+        after ``-2``."""
+        check_folder(folder)
+        width = len(str(total or first + count - 1))
+        return [[Path(folder) / f"{stem}-{i:0{width}d}{w.suffix}" for w in writers]
+                for i in range(first, first + count)]
 
     def check_free(self, paths: list[list[Path]], force: bool = False) -> None:
         """Refuse to overwrite an existing file unless ``force``."""
@@ -355,15 +461,19 @@ class Session:
             raise ComposerError(f"{which}; use --force (force=True) to overwrite, or another output folder or seed")
 
     def write(self, items: list, folder: str | Path = ".", formats: str | list[str] | None = None, *,
-              stem: str | None = None, force: bool = False) -> Written:
+              stem: str | None = None, force: bool = False, first: int = 1, total: int | None = None,
+              grids: bool = True) -> Written:
         """Decode nothing, write everything: each item in each format as ``STEM-I.SUFFIX`` in ``folder``
-        (``STEM`` defaults to ``NAME-SEED`` for pieces from :meth:`generate`). Existing files are never
-        overwritten unless ``force``; a writer that refuses one item skips it and the rest go on."""
+        (``STEM`` defaults to ``NAME-SEED`` for pieces from :meth:`generate`), I counting from ``first``
+        (``total``: the whole run's size, for a run written batch by batch). Existing files are never
+        overwritten unless ``force``; a writer that refuses one item skips it and the rest go on. ``grids``:
+        also the files that lay out all the items in one (see :meth:`grid_targets`)."""
         writers, warnings = self.writers(formats)
         stem = stem or self.stem(getattr(items, "seed", None))
-        paths = self.targets(len(items), folder, writers, stem)
-        grids = [p for p in self.grid_targets(folder, writers, stem) if p is not None] if len(items) > 1 else []
-        self.check_free(paths + [grids], force)
+        paths = self.targets(len(items), folder, writers, stem, first, total)
+        grids = grids and len(items) > 1
+        grid_paths = [p for p in self.grid_targets(folder, writers, stem) if p is not None] if grids else []
+        self.check_free(paths + [grid_paths], force)
         Path(folder).mkdir(parents=True, exist_ok=True)
         written = Written(warnings=warnings)
         for item, row in zip(items, paths):
@@ -378,10 +488,26 @@ class Session:
                     continue
                 written.files.append(path)
                 names.append(path.name)
-            summary = self.encoder.summarize(item)
-            written.lines.append(", ".join(names) + (f" ({summary})" if summary else ""))
-        for writer, path in zip(writers, self.grid_targets(folder, writers, stem)):
-            if path is not None and len(items) > 1:
+            if names:  # an item no writer took is in the warnings
+                summary = self.encoder.summarize(item)
+                written.lines.append(", ".join(names) + (f" ({summary})" if summary else ""))
+        if grids:
+            grid = self.write_grids(items, folder, formats, stem=stem, force=force)
+            written.files += grid.files
+            written.lines += grid.lines
+        return written
+
+    def write_grids(self, items: list, folder: str | Path, formats: str | list[str] | None = None, *, stem: str,
+                    force: bool = False) -> Written:
+        """Only the files that lay out all ``items`` in one (a contact sheet of drawings; see
+        :meth:`grid_targets`), for a run whose items were written batch by batch."""
+        writers, warnings = self.writers(formats)
+        targets = self.grid_targets(folder, writers, stem)
+        self.check_free([[p for p in targets if p is not None]], force)
+        written = Written(warnings=warnings)
+        for writer, path in zip(writers, targets):
+            if path is not None:
+                Path(folder).mkdir(parents=True, exist_ok=True)
                 writer.write_grid(list(items), path)
                 written.files.append(path)
                 written.lines.append(f"{path.name} (all {len(items)} in one {writer.name})")
@@ -412,11 +538,16 @@ class Session:
         return self.score_sequences(sequences, batch_size, labels=self.label_ids(labels) if self.labels else None)
 
     def score_sequences(self, sequences: Any, batch_size: int = 16, labels: Any = None,
-                        pad_to: int = 0) -> Scores:
+                        pad_to: int = 0, progress: bool = False) -> Scores:
         """Scores of encoded sequences (``labels``: their class ids, for a class-conditional model); with the
-        encoder's ``pad_value``, sequences are padded with it (to ``pad_to`` rows) and the padding counts."""
+        encoder's ``pad_value``, sequences are padded with it (to ``pad_to`` rows) and the padding counts.
+        Batches hold at most ``batch_size`` pieces of similar length and ``EVAL_POSITIONS`` padded positions
+        (a very long piece is scored alone, in chunks carrying the state); ``progress``: a bar on stderr when
+        there is much to score."""
+        from tqdm import tqdm
+
         from composer.data import Sequences
-        from composer.training import evaluate_sequences
+        from composer.training import Evaluation, evaluate_sequences
 
         if not isinstance(sequences, Sequences):
             keep = [i for i, s in enumerate(sequences) if len(s) > 1]
@@ -426,10 +557,22 @@ class Session:
             raise ComposerError("nothing to score: every item is shorter than two tokens")
         if labels is None and self.labels:
             raise ComposerError(f"{self.name} is conditioned on labels: score items that carry one")
-        result = evaluate_sequences(self.model, sequences, self.device, "fp32", batch_size=batch_size,
-                                    pad_value=self.encoder.pad_value, pad_to=pad_to,
-                                    eos=self.encoder.eos if sequences.is_tokens else None,
-                                    labels=None if labels is None else np.asarray(labels, dtype=np.int64))
+        ids = None if labels is None else np.asarray(labels, dtype=np.int64)
+        lengths = sequences.lengths
+        result = Evaluation()
+        with tqdm(total=int(lengths.sum()), unit="token", unit_scale=True, desc="scoring", leave=False,
+                  disable=not progress or int(lengths.sum()) < SHOW_SCORING) as bar:
+            for group in score_groups(lengths, batch_size, pad_to):
+                part = evaluate_sequences(self.model, sequences[group], self.device, "fp32", batch_size=len(group),
+                                          pad_value=self.encoder.pad_value, pad_to=pad_to,
+                                          eos=self.encoder.eos if sequences.is_tokens else None,
+                                          labels=None if ids is None else ids[group])
+                result.loss_sum += part.loss_sum
+                result.count += part.count
+                for name, (total, count) in part.sums.items():
+                    old = result.sums.get(name, [0.0, 0])
+                    result.sums[name] = [old[0] + total, old[1] + count]
+                bar.update(int(lengths[group].sum()))
         # token views are int16 in the store: python ints, so that an encoder's arithmetic cannot overflow
         steps = sum(self.encoder.steps(seq.tolist() if sequences.is_tokens else seq) for seq in sequences)
         per_token = result.loss
@@ -496,6 +639,24 @@ class Session:
         return sorted(scores, key=lambda pair: -pair[1])
 
 
+EVAL_POSITIONS = 1 << 20  # padded positions scored in one batch
+SHOW_SCORING = 200_000  # positions from which scoring shows a progress bar
+
+
+def score_groups(lengths: Any, batch_size: int, pad_to: int = 0) -> Iterator[Any]:
+    """Indices of the pieces scored together, shortest first: at most ``batch_size`` of similar length whose
+    padded size (pieces x the longest, or ``pad_to``) stays within ``EVAL_POSITIONS``; a longer piece alone."""
+    group: list[int] = []
+    for index in np.argsort(lengths, kind="stable").tolist():
+        longest = max(int(lengths[index]), pad_to)
+        if group and (len(group) == batch_size or (len(group) + 1) * longest > EVAL_POSITIONS):
+            yield np.asarray(group, dtype=np.int64)
+            group = []
+        group.append(index)
+    if group:
+        yield np.asarray(group, dtype=np.int64)
+
+
 @dataclass
 class HeldOut:
     """Sequences to evaluate on, their class ids (class-conditional models), what they are, and their names."""
@@ -513,9 +674,12 @@ def evaluate(target: str | Path, *, corpus: str | None = None, samples: int = 64
              workers: int | None = None, device: str = "auto") -> dict[str, Any]:
     """Score a style or checkpoint on held-out data (see :meth:`Session.held_out`) and, with ``samples``,
     compare statistics of that many generated pieces (the style's default sampler) with the corpus's own."""
+    if not is_whole(samples) or not 0 <= samples <= MAX_OUTPUTS:
+        raise ComposerError(f"samples must be a whole number from 0 to {MAX_OUTPUTS:,}, got {samples!r}")
+    check_seed(seed)
     session = load(target, device=device)
     held = session.held_out(corpus, workers)
-    scores = session.score_sequences(held.sequences, labels=held.labels, pad_to=session.pad_length())
+    scores = session.score_sequences(held.sequences, labels=held.labels, pad_to=session.pad_length(), progress=True)
     results: dict[str, Any] = {"data": held.description, "unit": "position" if session.encoder.input_dim else "token",
                                **scores.as_dict()}
     if "offset_loss" in scores.metrics:  # Sketch-RNN's numbers: L_R over N_max positions, and L_KL

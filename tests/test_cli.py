@@ -69,7 +69,8 @@ def test_help_into_a_closed_pipe_exits_quietly():
 def test_bad_sampler_settings_are_one_line_errors(tmp_path):
     cases = {
         ("-S", "nosuch", "1"): "Error: unknown option 'nosuch' for sampler 'top-p' (known: temperature, top_p)",
-        ("--temperature", "-1"): "Error: temperature must be 0 (always the most likely token) or more, got -1.0",
+        ("--temperature", "-1"): "Error: temperature must be 0 (always the most likely token) or from 0.001 to "
+                                 "1000, got -1.0",
         ("--sampler", "beam", "-S", "beam_size", "wide"): "Error: option 'beam_size' for sampler 'beam' expects int, "
                                                           "got 'wide'",
     }

@@ -4,6 +4,7 @@ torch is imported where it is used, so that importing the plugin stays cheap."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,12 @@ def bar_window(length: float | None, bar_steps: int) -> tuple[int, int]:
     it is full; without a length, between 8 and 16 bars."""
     if length is None:
         return DEFAULT_BARS[0] * bar_steps, DEFAULT_BARS[1] * bar_steps
-    if length <= 0:
-        raise ComposerError(f"length must be a positive number of bars, got {length}")
-    most = max(1, round(length * bar_steps))
+    if not 0 < length < math.inf:
+        raise ComposerError(f"length must be a finite number of bars > 0, got {length}")
+    most = round(length * bar_steps)
+    if most < 1:
+        raise ComposerError(f"length {length} bars is less than one step of the grid; the least is "
+                            f"{1 / bar_steps:g} bars")
     return max(1, most - bar_steps), most
 
 

@@ -132,9 +132,12 @@ class PerformanceEncoder(Encoder):
         """``length`` in seconds (default 30): the performance may end in its last tenth and must end when
         it is reached."""
         seconds = DEFAULT_SECONDS if length is None else length
-        if seconds <= 0:
-            raise ComposerError(f"length must be a positive number of seconds, got {length}")
-        most = max(1, round(seconds * TICKS_PER_SECOND))
+        if not 0 < seconds < math.inf:
+            raise ComposerError(f"length must be a finite number of seconds > 0, got {length}")
+        most = round(seconds * TICKS_PER_SECOND)
+        if most < 1:
+            raise ComposerError(f"length {length} seconds is less than one tick; the least is "
+                                f"{1 / TICKS_PER_SECOND:g} seconds")
         sizes = [0] * TIME_SHIFT + list(range(1, MAX_SHIFT + 1)) + [0] * (self.eos + 1 - self.velocity)
         constraint = LengthConstraint(sizes, self.bos, self.eos, round(most * 0.9), most)
         return GenerationPlan(max_tokens=math.ceil(seconds * TOKENS_PER_SECOND) + 1, constraint=constraint)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -12,7 +14,7 @@ from typing import Any
 import numpy as np
 import pretty_midi
 
-from composer import Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
+from composer import MAX_TOKENS, Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
 from composer_midi import instruments, stats
 from composer_midi.constraints import ChoraleConstraint, PolyphonyConstraint, bar_window, cadence_window
 from composer_midi.corpora import read_file
@@ -220,19 +222,28 @@ class PolyphonyEncoder(Encoder):
         encoder's grid; or notes ``(pitch, start_step, end_step)`` on the grid, ends exclusive, not
         overlapping; or text such as ``"67 67 69:2 r 71:0.5"`` (see :func:`parse_melody`). Every step opens
         with the melody's note (or ends at once where it rests); at most ``voices - 1`` lower notes join it.
-        A melody outside the pitch range moves by octaves; one too wide for the range is an error."""
-        if isinstance(melody, str) and not Path(melody).is_file():
-            melody = parse_melody(melody, self.options.steps_per_quarter)
+        A melody outside the pitch range moves by octaves; one too wide for the range is an error, and so is
+        one longer than the most a piece may hold (``MAX_TOKENS``: about 200,000 steps). A str that reads as
+        melody text is the melody, else the name of a file where one exists, else a melody that is wrong."""
+        most = (MAX_TOKENS - 1) // (self.max_voices + 1)  # steps: each holds up to max_voices notes and its end
+        if isinstance(melody, str) and (is_melody_text(melody) or not names_file(melody)):
+            melody = parse_melody(melody, self.options.steps_per_quarter, most)
         elif isinstance(melody, str | Path):
             melody = read_file(melody)[0]
         if isinstance(melody, pretty_midi.PrettyMIDI):
             line = skyline(quantize(melody, self.options.steps_per_quarter))
         else:
-            line = sorted((Note(*map(int, note)) for note in melody), key=lambda n: n.start)
+            try:
+                line = sorted((Note(*map(int, note)) for note in melody), key=lambda n: n.start)
+            except (TypeError, ValueError, OverflowError):
+                raise ComposerError("a melody is text, a file, a PrettyMIDI or notes (pitch, start_step, "
+                                    f"end_step); got {type(melody).__name__}") from None
             if any(n.start < 0 or n.end <= n.start for n in line) or any(a.end > b.start for a, b in pairwise(line)):
                 raise ComposerError("melody notes need 0 <= start < end and must not overlap")
         if not line:
             raise ComposerError("the melody to harmonize has no notes")
+        if line[-1].end > most:
+            raise ComposerError(too_long(line[-1].end, most, self.options.steps_per_quarter))
         line, report = fit_range(line, self.options.min_pitch, self.options.max_pitch)
         if report.dropped:
             raise ComposerError(
@@ -329,19 +340,48 @@ class PolyphonyEncoder(Encoder):
         return marks
 
 
-def parse_melody(text: str, steps_per_quarter: int) -> list[tuple[int, int, int]]:
+MELODY_WORD = re.compile(r"(?:[rR]|\d+)(?::\S*)?")
+
+
+def is_melody_text(text: str) -> bool:
+    """Whether ``text`` is written as a melody: words of a pitch or ``r``, each with an optional ``:length``."""
+    words = text.replace(",", " ").split()
+    return bool(words) and all(MELODY_WORD.fullmatch(word) for word in words)
+
+
+def names_file(text: str) -> bool:
+    """Whether ``text`` names an existing file, asked only of a name a file system takes (no NUL, at most 255
+    bytes a part and 4,095 in all), so that long melody text is never an OSError."""
+    raw = text.encode("utf-8", "surrogateescape")
+    if not raw or b"\0" in raw or len(raw) > 4095 or any(len(part) > 255 for part in raw.split(b"/")):
+        return False
+    return Path(text).is_file()
+
+
+def too_long(steps: int, most: int, steps_per_quarter: int) -> str:
+    return (f"the melody lasts {steps:,} steps; the most a piece may hold is {most:,} steps "
+            f"({most / steps_per_quarter:,.0f} quarter notes)")
+
+
+def parse_melody(text: str, steps_per_quarter: int, max_steps: int | None = None) -> list[tuple[int, int, int]]:
     """Notes ``(pitch, start_step, end_step)`` from text: MIDI pitches separated by spaces, each with an
-    optional length in quarter notes after a colon (default 1); ``r`` is a rest."""
+    optional length in quarter notes after a colon (default 1); ``r`` is a rest. A melody longer than
+    ``max_steps`` is an error as soon as it is found, before anything is made of it."""
     notes, step = [], 0
     for word in text.replace(",", " ").split():
         name, _, length = word.partition(":")
         try:
-            steps = round(float(length or 1) * steps_per_quarter)
+            quarters = float(length or 1)
             pitch = None if name.lower() == "r" else int(name)
         except ValueError:
             raise ComposerError(
                 f"cannot read '{word}' in the melody: use MIDI pitches like 67 or 67:2, r for a rest"
             ) from None
+        if not math.isfinite(quarters):
+            raise ComposerError(f"'{word}' in the melody: a length must be a finite number of quarter notes")
+        steps = round(quarters * steps_per_quarter)
+        if max_steps is not None and step + steps > max_steps:
+            raise ComposerError(too_long(step + steps, max_steps, steps_per_quarter))
         if steps < 1 or (pitch is not None and not 0 <= pitch <= 127):
             raise ComposerError(f"'{word}' in the melody: pitch 0..127 and a length of at least one grid step")
         if pitch is not None:

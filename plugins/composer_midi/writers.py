@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from composer import ComposerError
+from composer import ComposerError, WriteSkipped
 from composer_midi import synth
 from composer_midi.scores import midi_to_score
 
@@ -26,7 +26,14 @@ SAMPLE_RATE = 44100  # FluidSynth's; the built-in synthesiser writes at synth.RA
 MISSING_SOUNDFONT = "COMPOSER_SOUNDFONT names no file: {}; unset it to use the built-in synthesiser"
 
 
+def require_notes(item: pretty_midi.PrettyMIDI) -> None:
+    """Refuse a piece without a note (e.g. one that ended at once): an empty file is no output."""
+    if not any(inst.notes for inst in item.instruments):
+        raise WriteSkipped("the piece has no notes")
+
+
 def write_mid(item: pretty_midi.PrettyMIDI, path: Path) -> None:
+    require_notes(item)
     item.write(str(path))
 
 
@@ -36,6 +43,7 @@ def write_musicxml(item: pretty_midi.PrettyMIDI, path: Path) -> None:
     the encoding date, which would change every day, is left out."""
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
+    require_notes(item)
     data = GeneralObjectExporter(midi_to_score(item, getattr(item, "title", "") or path.stem)).parse()
     path.write_bytes(re.sub(rb"\s*<encoding-date>[^<]*</encoding-date>", b"", data, count=1))
 
@@ -48,6 +56,7 @@ def png_available() -> str | None:
 
 def write_png(item: pretty_midi.PrettyMIDI, path: Path) -> None:
     """A piano roll: one bar per note, a colour per instrument, time in seconds across."""
+    require_notes(item)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -116,6 +125,7 @@ def write_wav(item: pretty_midi.PrettyMIDI, path: Path) -> None:
     missing = wav_available()
     if missing:
         raise ComposerError(missing)
+    require_notes(item)
     if synthesizer() == "fluidsynth":
         rate, audio = SAMPLE_RATE, item.fluidsynth(fs=SAMPLE_RATE, sf2_path=str(find_soundfont()))
     else:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from composer import ComposerError, Generated, Sampler, hookimpl
+from composer import MAX_TOKENS, ComposerError, Generated, Sampler, hookimpl
 from composer.heads import draw_index
 
 
@@ -29,6 +29,7 @@ def filtered(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: fl
         probs = torch.softmax(sorted_logits, dim=-1)
         # drop a token when the tokens before it already cover top_p of the mass
         drop = (probs.cumsum(-1) - probs) >= top_p
+        drop[..., 0] = False  # the most likely token stays, even for a top_p float32 rounds to 0
         kept = sorted_logits.masked_fill(drop, float("-inf"))
         scaled = torch.full_like(scaled, float("-inf")).scatter(-1, order, kept)
     return scaled
@@ -81,11 +82,16 @@ def draw_values(run, temperature: float) -> list[Generated]:
     return run.finish(torch.stack(values, dim=1), ll)
 
 
+TEMPERATURES = (1e-3, 1e3)  # beyond these the draws are the most likely token's, or uniform (and float32 overflows)
+
+
 def _check_filters(temperature: float, top_k: int, top_p: float) -> None:
-    if temperature < 0:
-        raise ComposerError(f"temperature must be 0 (always the most likely token) or more, got {temperature}")
+    """Refuse what no filter can mean, naming the option and its range (nan fails every comparison here)."""
+    if not (temperature == 0 or TEMPERATURES[0] <= temperature <= TEMPERATURES[1]):
+        raise ComposerError(f"temperature must be 0 (always the most likely token) or from {TEMPERATURES[0]:g} to "
+                            f"{TEMPERATURES[1]:g}, got {temperature}")
     if top_k < 0:
-        raise ComposerError(f"top_k must be 0 (no cut) or more, got {top_k}")
+        raise ComposerError(f"top_k must be a whole number >= 0 (0: no cut), got {top_k}")
     if not 0 < top_p <= 1:
         raise ComposerError(f"top_p must be in (0, 1], got {top_p}")
 
@@ -194,8 +200,12 @@ class Greedy(Ancestral):
         return masked.argmax(-1)
 
 
+MAX_BEAM_ROWS = 16_384  # rows a beam search step may run: beams (or n) times the branch factor
+
+
 class Beam(Sampler):
     name = "beam"
+    independent_rows = False  # the n best sequences are found together
     description = ("beam search: keep the beam_size most likely sequences; each iteration extends every beam "
                    "branch_factor ways by steps_per_iteration tokens")
 
@@ -211,9 +221,13 @@ class Beam(Sampler):
         top_p: float = 1.0
 
         def __post_init__(self) -> None:
-            for key in ("beam_size", "branch_factor", "steps_per_iteration"):
-                if getattr(self, key) < 1:
-                    raise ComposerError(f"{key} must be at least 1, got {getattr(self, key)}")
+            for key, most in (("beam_size", MAX_BEAM_ROWS), ("branch_factor", MAX_BEAM_ROWS),
+                              ("steps_per_iteration", MAX_TOKENS)):
+                if not 1 <= getattr(self, key) <= most:
+                    raise ComposerError(f"{key} must be a whole number from 1 to {most:,}, got {getattr(self, key)}")
+            if self.beam_size * self.branch_factor > MAX_BEAM_ROWS:
+                raise ComposerError(f"beam_size x branch_factor must be at most {MAX_BEAM_ROWS:,} (the rows each step "
+                                    f"runs), got {self.beam_size} x {self.branch_factor}")
             _check_filters(self.temperature, self.top_k, self.top_p)
 
     def generate(self, run, options) -> list[Generated]:
@@ -221,6 +235,9 @@ class Beam(Sampler):
             raise ComposerError("beam search ranks tokens; this model's head draws other values "
                                 "(use ancestral or greedy)")
         width, branches = max(options.beam_size, run.n), options.branch_factor
+        if width * branches > MAX_BEAM_ROWS:
+            raise ComposerError(f"beam search over {run.n} sequences with branch_factor {branches} would run "
+                                f"{width * branches:,} rows a step; the most is {MAX_BEAM_ROWS:,}: ask for fewer")
         logits, state = run.start(width)
         device = logits.device
         # every beam starts as the same prefix: only the first is live, so no sequence is found twice

@@ -51,11 +51,18 @@ class UsageLine(click.UsageError):
         click.echo(f"Error: {self.message}{where}", err=True, file=file)
 
 
+def printable(message: str) -> str:
+    """``message`` on one line that a terminal shows as it is: line breaks become spaces, and any other
+    character that does not print (a control character from a user's input, say) is written escaped."""
+    text = " ".join(message.split())
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def _one_line(exc: click.UsageError) -> click.UsageError:
     """The error as a :class:`UsageLine`, unless it shows itself its own way (a bare command shows its help)."""
     if type(exc).show is not click.UsageError.show:
         return exc
-    return UsageLine(" ".join(exc.format_message().split()).rstrip("."), exc.ctx)
+    return UsageLine(printable(exc.format_message()).rstrip("."), exc.ctx)
 
 
 class Group(click.Group):
@@ -82,12 +89,16 @@ class Group(click.Group):
             return super().invoke(ctx)
         except click.UsageError as exc:
             raise _one_line(exc) from None
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, BrokenPipeError):
+        except (click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError):
             raise
+        except click.ClickException as exc:
+            if type(exc) is not click.ClickException:
+                raise
+            raise click.ClickException(printable(exc.message)) from None
         except ComposerError as exc:
             if debug:
                 raise
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(printable(str(exc))) from None
         except KeyboardInterrupt:
             if debug:
                 raise
@@ -96,7 +107,7 @@ class Group(click.Group):
         except Exception as exc:
             if debug:
                 raise
-            first = (str(exc).strip().splitlines() or [""])[0]
+            first = printable((str(exc).strip().splitlines() or [""])[0])
             raise click.ClickException(
                 f"unexpected {type(exc).__name__}: {first} (run with --debug for the traceback)"
             ) from None

@@ -108,8 +108,6 @@ def generate_and_write(session: Session, *, n: int, seed: int | None, sampler: s
     them and summarise. ``label``: a class-conditional model's class; ``like``: a file to draw variations of;
     ``interpolate``: two files to morph between (autoencoders)."""
     start = time.time()
-    if soundfont:  # read by the wav writer (the MIDI plugin), like the variable set by hand
-        os.environ["COMPOSER_SOUNDFONT"] = str(Path(soundfont).resolve())
     options = sampler_settings(sampler_options, temperature, top_k, top_p)
     seed = new_seed() if seed is None else seed
     writers, _ = session.writers(formats)
@@ -124,11 +122,22 @@ def generate_and_write(session: Session, *, n: int, seed: int | None, sampler: s
     else:
         pieces = session.generate(n, seed=seed, length=length, sampler=sampler, primer=primer, requests=requests,
                                   label=label, like=like, **options)
-    written = session.write(pieces, output_dir, formats, stem=name, force=force)
+    write_and_report(session, pieces, output_dir=output_dir, formats=formats, stem=name, force=force, start=start,
+                     soundfont=soundfont)
+
+
+def write_and_report(session: Session, pieces: Any, *, output_dir: str, formats: str | None, stem: str, force: bool,
+                     start: float, soundfont: str | None = None) -> None:
+    """Write pieces from one run (``pieces.seed``, ``pieces.sampler``), list the files and summarise the run
+    begun at ``start`` (``time.time()``). ``soundfont``: for wav output through FluidSynth."""
+    if soundfont:  # read by the wav writer (the MIDI plugin), like the variable set by hand
+        os.environ["COMPOSER_SOUNDFONT"] = str(Path(soundfont).resolve())
+    written = session.write(pieces, output_dir, formats, stem=stem, force=force)
     for warning in written.warnings:
         click.echo(f"warning: {warning}", err=True)
     for line in written.lines:
         click.echo(f"  {line}")
+    n = len(pieces)
     notes = "".join(f"; {fmt}: {n - count} of {n} written" for fmt, count in written.skipped.items())
     click.echo(f"wrote {len(written.files)} file(s) to {output_dir} in {time.time() - start:.1f} s "
-               f"(seed {seed}, sampler {pieces.sampler}){notes}")
+               f"(seed {pieces.seed}, sampler {pieces.sampler}){notes}")

@@ -35,6 +35,7 @@ class GibbsModel(nn.Module):
     ``gibbs``). ``forward`` scores whole pieces (``targets``: the frames after the start token)."""
 
     whole_pieces = True  # both directions read the whole piece
+    regenerates = True  # a Session regenerates parts of pieces with it (``Session.regenerate``) and cannot sample
 
     def __init__(self, config: ModelConfig, heads: dict | None = None):
         """``heads``: head type -> factory (default: the heads registered with the process registry)."""

@@ -1,5 +1,6 @@
 """The built-in MIDI plugin: melody, polyphony, performance and satb encoders; music21's corpus and MIDI and
-score files as corpora; MIDI, MusicXML, piano-roll PNG and WAV output; the ``harmonize``, ``reharmonize`` and ``play`` commands.
+score files as corpora; MIDI, MusicXML, piano-roll PNG and WAV output; the ``harmonize``, ``reharmonize``
+and ``play`` commands.
 
 Importing it is cheap: music21 and matplotlib are imported where they are used."""
 
@@ -59,9 +60,10 @@ def register_corpora(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    from composer_midi.commands import harmonize, play
+    from composer_midi.commands import harmonize, play, reharmonize
 
     cli.add_command(harmonize)
+    cli.add_command(reharmonize)
     cli.add_command(play)
 
 

@@ -20,8 +20,16 @@ import pretty_midi
 from composer import Categorical, ComposerError, Constraint, Encoder, EncodeReport, GenerationPlan, Regeneration
 from composer_midi import stats
 from composer_midi.examples import example_pieces
-from composer_midi.notes import Note, describe, fit_range, merge_restrikes, quarters, quarters_per_bar, to_seconds
-from composer_midi.notes import transpose_tokens
+from composer_midi.notes import (
+    Note,
+    describe,
+    fit_range,
+    merge_restrikes,
+    quarters,
+    quarters_per_bar,
+    to_seconds,
+    transpose_tokens,
+)
 from composer_midi.voices import assign_voices
 
 START, REST, HOLD, FIRST_PITCH = 0, 1, 2, 3

@@ -8,12 +8,11 @@ import pretty_midi
 import pytest
 import torch
 from composer_midi.satb import RANGES, SatbEncoder
+from conftest import run_cli
 
 import composer
 from composer import ComposerError
 from composer.model import ModelConfig, build_model
-from composer.training import _head_fields
-from conftest import run_cli
 
 PROGRESSION = [(72, 64, 55, 48), (72, 65, 57, 41), (71, 62, 55, 43), (72, 64, 55, 48),
                (69, 65, 60, 53), (67, 64, 60, 48), (67, 62, 59, 43), (67, 64, 55, 36)]
@@ -40,6 +39,13 @@ def chorale(seed: int, bars: int = 8) -> pretty_midi.PrettyMIDI:
                 parts[v].notes.append(pretty_midi.Note(80, pitch, start, start + 2))
     pm.instruments = parts
     return pm
+
+
+def tiny_gibbs(encoder: SatbEncoder, layers: int) -> torch.nn.Module:
+    spec = encoder.head.spec()
+    config = {"family": "gibbs", "layers": layers, "hidden_size": 16, "embedding_size": 8,
+              "vocab_size": spec["vocab_size"], "head": spec}
+    return build_model(ModelConfig.from_dict(config)).eval()
 
 
 def notes_of(pm: pretty_midi.PrettyMIDI, name: str) -> list[tuple[int, float, float]]:
@@ -151,8 +157,7 @@ def test_a_bidirectional_model_does_not_sample_and_a_left_to_right_one_does_not_
 def test_gibbs_conditionals_never_see_the_position_they_predict():
     encoder = SatbEncoder()
     torch.manual_seed(0)
-    model = build_model(ModelConfig.from_dict({"family": "gibbs", "layers": 2, "hidden_size": 16,
-                                               "embedding_size": 8, **_head_fields(encoder)})).eval()
+    model = tiny_gibbs(encoder, layers=2)
     frames = torch.tensor(encoder.encode(chorale(1))[1:]).view(1, -1, 5)
     t, voice = 9, 2
     changed = frames.clone()
@@ -167,8 +172,7 @@ def test_gibbs_conditionals_never_see_the_position_they_predict():
 def test_gibbs_future_of_a_padded_row_is_that_of_the_row_alone():
     encoder = SatbEncoder()
     torch.manual_seed(0)
-    model = build_model(ModelConfig.from_dict({"family": "gibbs", "layers": 1, "hidden_size": 16,
-                                               "embedding_size": 8, **_head_fields(encoder)})).eval()
+    model = tiny_gibbs(encoder, layers=1)
     short = torch.tensor(encoder.encode(chorale(2, bars=2))[1:]).view(1, -1, 5)
     long = torch.tensor(encoder.encode(chorale(3, bars=4))[1:]).view(1, -1, 5)
     padded = torch.cat([torch.nn.functional.pad(short, (0, 0, 0, long.shape[1] - short.shape[1])), long])

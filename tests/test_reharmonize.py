@@ -211,3 +211,22 @@ def test_the_web_page_offers_only_styles_that_write_new_pieces(reharm, isolated)
     assert composer.load("mine-reharm").regenerates
     offered = {style["name"] for style in jobs.style_list(plugins.get_registry())}
     assert "bach" in offered and "mine-reharm" not in offered
+
+
+def test_satb_reads_four_voices_from_named_parts_unnamed_parts_or_one_track():
+    encoder = SatbEncoder()
+    named = chorale(1)
+    expected = encoder.encode(named)
+    unnamed = chorale(1)
+    unnamed.instruments = [unnamed.instruments[i] for i in (2, 0, 3, 1)]
+    for inst in unnamed.instruments:
+        inst.name = "Choir"
+    one_track = chorale(1)
+    piano = pretty_midi.Instrument(program=0, name="Piano")
+    piano.notes = [n for inst in one_track.instruments for n in inst.notes]
+    one_track.instruments = [piano]
+    assert encoder.encode(unnamed) == expected
+    assert encoder.encode(one_track) == expected
+    voices, bar_steps = encoder.voices(named)
+    assert bar_steps == 16 and [min(n.pitch for n in v) for v in voices] == sorted(
+        (min(n.pitch for n in v) for v in voices), reverse=True)

@@ -143,9 +143,9 @@ class SatbEncoder(Encoder):
         length = max((n.end for voice in voices for n in voice), default=0)
         if self.options.max_length and length > self.options.max_length:
             raise ComposerError(f"{length} steps, longer than max_length {self.options.max_length}")
-        fitted, report = fit_range([n for voice in voices for n in voice], self.options.min_pitch,
-                                   self.options.max_pitch)
-        shift = fitted[0].pitch - voices[0][0].pitch if report.transposed and voices[0] else 0
+        notes = [n for voice in voices for n in voice]
+        fitted, report = fit_range(notes, self.options.min_pitch, self.options.max_pitch)
+        shift = fitted[0].pitch - notes[0].pitch if report.transposed else 0  # by octaves, every voice alike
         lo, hi = self.options.min_pitch, self.options.max_pitch
         voices = [[n._replace(pitch=n.pitch + shift) for n in voice if lo <= n.pitch + shift <= hi] for voice in voices]
         return [START, *self.frames(voices, bar_steps).reshape(-1).tolist()], report

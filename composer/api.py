@@ -36,12 +36,17 @@ class WriteSkipped(ComposerError):
 
 @dataclass(frozen=True)
 class Categorical:
-    """A softmax over ``vocab_size`` tokens."""
+    """A softmax over ``vocab_size`` tokens. ``frame`` > 0: after the start token the sequence comes in frames
+    of that many tokens (one time step of parallel streams), of which the first ``predicted`` are the
+    streams a bidirectional model (family ``gibbs``) predicts and the rest what it only reads."""
 
     vocab_size: int
+    frame: int = 0
+    predicted: int = 0
 
     def spec(self) -> dict:
-        return {"type": "categorical", "vocab_size": self.vocab_size}
+        layout = {"frame": self.frame, "predicted": self.predicted} if self.frame else {}
+        return {"type": "categorical", "vocab_size": self.vocab_size, **layout}
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class Encoder:
     default_format: ClassVar[str] = ""  # writer used when --format is not given
     length_unit: ClassVar[str] = "tokens"  # what --length counts: "bars", "characters", ...
     generation_options: ClassVar[tuple[str, ...]] = ()  # requests generation_plan takes (-O on `sample`)
+    regeneration_options: ClassVar[tuple[str, ...]] = ()  # requests regeneration takes (what to keep, where)
 
     @dataclass
     class Options:
@@ -154,6 +160,11 @@ class Encoder:
         """How long to generate and under which constraint, for a user's ``--length`` (in the encoder's own
         unit: bars, characters, strokes)."""
         return GenerationPlan(max_tokens=int(length) if length else 512)
+
+    def regeneration(self, item: Any, **request: Any) -> Regeneration:
+        """What of an existing item a bidirectional model regenerates, for requests named in
+        ``regeneration_options`` (e.g. the voices to keep). Default: this encoder cannot say."""
+        raise ComposerError(f"the {self.name} encoder cannot regenerate parts of a piece")
 
     def primer(self, item: Any) -> list[int]:
         """Tokens that continue from a primer item (without its start and end tokens)."""
@@ -215,6 +226,17 @@ class GenerationPlan:
     constraint: Constraint | None = None
     primer: list[int] = field(default_factory=list)
     decoding: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Regeneration:
+    """An encoded item and what of it may change: ``tokens`` (the whole sequence, start token first),
+    ``free`` [len(tokens)] bool (the positions to resample) and ``allowed`` [len(tokens), vocab] bool (the
+    tokens each free position may take)."""
+
+    tokens: list[int]
+    free: Any
+    allowed: Any
 
 
 class Constraint:

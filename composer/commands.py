@@ -119,8 +119,7 @@ def generate_and_write(session: Session, *, n: int, seed: int | None, sampler: s
     a progress bar on stderr. ``label``: a class-conditional model's class; ``like``: a file to draw
     variations of; ``interpolate``: two files to morph between (autoencoders)."""
     start = time.time()
-    if soundfont:  # read by the wav writer (the MIDI plugin), like the variable set by hand
-        os.environ["COMPOSER_SOUNDFONT"] = str(Path(soundfont).resolve())
+    use_soundfont(soundfont)
     options = sampler_settings(sampler_options, temperature, top_k, top_p)
     seed = new_seed() if seed is None else seed
     writers, _ = session.writers(formats)
@@ -160,11 +159,38 @@ def generate_and_write(session: Session, *, n: int, seed: int | None, sampler: s
         files += len(written.files)
         for line in written.lines:
             click.echo(f"  {line}")
+    summarise(files, n, skipped, output_dir=output_dir, start=start, seed=seed, sampler=sampler_name)
+
+
+def write_and_report(session: Session, pieces: Any, *, output_dir: str, formats: str | None, stem: str, force: bool,
+                     start: float, soundfont: str | None = None) -> None:
+    """Write pieces from one run (``pieces.seed``, ``pieces.sampler``), list the files and summarise the run
+    begun at ``start`` (``time.time()``). ``soundfont``: for wav output through FluidSynth."""
+    use_soundfont(soundfont)
+    written = session.write(pieces, output_dir, formats, stem=stem, force=force)
+    for warning in written.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for line in written.lines:
+        click.echo(f"  {line}")
+    summarise(len(written.files), len(pieces), written.skipped, output_dir=output_dir, start=start, seed=pieces.seed,
+              sampler=pieces.sampler)
+
+
+def use_soundfont(soundfont: str | None) -> None:
+    """Hand ``--soundfont`` to the wav writer (the MIDI plugin reads it, like the variable set by hand)."""
+    if soundfont:
+        os.environ["COMPOSER_SOUNDFONT"] = str(Path(soundfont).resolve())
+
+
+def summarise(files: int, n: int, skipped: dict[str, int], *, output_dir: str, start: float, seed: int,
+              sampler: str) -> None:
+    """The run's last line: files written, where, how long, seed and sampler, and formats skipped for some
+    pieces; a run that wrote nothing is an error."""
     notes = "".join(f"; {fmt}: {n - count} of {n} written" for fmt, count in skipped.items())
     if not files:
         raise ComposerError(f"nothing written: every piece was skipped ({notes[2:]})")
     click.echo(f"wrote {files} file(s) to {output_dir} in {time.time() - start:.1f} s "
-               f"(seed {seed}, sampler {sampler_name}){notes}")
+               f"(seed {seed}, sampler {sampler}){notes}")
 
 
 LONG_PIECE = 10_000  # tokens per piece from which a single batch shows a progress bar too

@@ -480,8 +480,9 @@ def note_json(midi: Any) -> dict[str, Any]:
 
 
 def style_list(registry: Registry) -> list[dict[str, Any]]:
-    """The styles as the page offers them: description, source, encoder, what length counts, the default
-    settings, the encoder's generation requests and a class-conditional model's labels."""
+    """The styles as the page offers them (those that generate new pieces): description, source, encoder, what
+    length counts, the default settings, the encoder's generation requests and a class-conditional model's
+    labels."""
     from composer.checkpoint import read_meta
 
     styles = []
@@ -492,6 +493,8 @@ def style_list(registry: Registry) -> list[dict[str, Any]]:
         except ComposerError as exc:
             styles.append({"name": name, "source": style.source, "error": str(exc)})
             continue
+        if meta.get("model", {}).get("family") == "gibbs":
+            continue  # a bidirectional style regenerates parts of a piece (reharmonize); the page writes new ones
         defaults = {**meta.get("sampler_defaults", {}), **style.defaults}
         styles.append({"name": name, "description": style.description, "source": style.source,
                        "encoder": encoder.name, "modality": encoder.modality, "length_unit": encoder.length_unit,

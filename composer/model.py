@@ -514,8 +514,9 @@ def build_model(config: ModelConfig, registry: Any = None) -> nn.Module:
 
 @hookimpl
 def register_model_families(register: Callable[[str, FamilyFactory], None]) -> None:
-    """The core's families: ``rnn`` (the stacked recurrent model) and ``vae`` (a bidirectional LSTM encoder
-    to a latent code and this stack as its decoder, as in Sketch-RNN)."""
+    """The core's families: ``rnn`` (the stacked recurrent model), ``vae`` (a bidirectional LSTM encoder
+    to a latent code and this stack as its decoder, as in Sketch-RNN) and ``gibbs`` (DeepBach's model of each
+    position given its past, its future and its step's other streams; :mod:`composer.gibbs`)."""
     register("rnn", lambda config, heads: SequenceModel(config, heads))
 
     def vae(config: ModelConfig, heads: dict) -> nn.Module:
@@ -524,3 +525,10 @@ def register_model_families(register: Callable[[str, FamilyFactory], None]) -> N
         return SequenceVAE(config, heads)
 
     register("vae", vae)
+
+    def gibbs(config: ModelConfig, heads: dict) -> nn.Module:
+        from composer.gibbs import GibbsModel
+
+        return GibbsModel(config, heads)
+
+    register("gibbs", gibbs)

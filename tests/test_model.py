@@ -349,7 +349,7 @@ def test_a_plugin_family_builds_the_model_a_checkpoint_names_and_an_unknown_one_
         """A family a plugin might add: the stack, with a second head output scale."""
 
     reg = plugins.get_registry()
-    assert {"rnn", "vae"} <= set(reg.families)
+    assert {"rnn", "vae", "gibbs"} <= set(reg.families)
     reg.families["doubled"] = lambda config, heads: Doubled(config, heads)
     config = ModelConfig.from_dict({**tiny().to_dict(), "family": "doubled"})
     model = build_model(config, reg)
@@ -361,7 +361,7 @@ def test_a_plugin_family_builds_the_model_a_checkpoint_names_and_an_unknown_one_
     loaded, _, _ = checkpoint.load_model(path, reg)
     assert type(loaded) is Doubled
     del reg.families["doubled"]
-    with pytest.raises(ComposerError, match="unknown model family 'doubled'; known: rnn, vae"):
+    with pytest.raises(ComposerError, match="unknown model family 'doubled'; known: gibbs, rnn, vae"):
         checkpoint.load_model(path, reg)
 
 

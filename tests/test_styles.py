@@ -37,6 +37,8 @@ def test_a_shipped_style_has_its_recipe_and_provenance_and_fits_the_repository(n
 
 @pytest.mark.parametrize("name", STYLES)
 def test_a_shipped_style_samples(name, tmp_path):
+    if checkpoint.read_meta(SHIPPED / f"{name}.safetensors")["model"].get("family") == "gibbs":
+        pytest.skip("a bidirectional style regenerates rather than samples: tests/test_reharmonize.py runs it")
     result = run_cli(["sample", "--style", name, "--seed", "1", "-o", str(tmp_path)])
     assert result.returncode == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(f"{name}-1-1.")]

@@ -1,5 +1,6 @@
-"""The built-in MIDI plugin: melody, polyphony and performance encoders; music21's corpus and MIDI and
-score files as corpora; MIDI, MusicXML, piano-roll PNG and WAV output; the ``harmonize`` and ``play`` commands.
+"""The built-in MIDI plugin: melody, polyphony, performance and satb encoders; music21's corpus and MIDI and
+score files as corpora; MIDI, MusicXML, piano-roll PNG and WAV output; the ``harmonize``, ``reharmonize``
+and ``play`` commands.
 
 Importing it is cheap: music21 and matplotlib are imported where they are used."""
 
@@ -13,6 +14,7 @@ from composer_midi import corpora, writers
 from composer_midi.melody import MelodyEncoder
 from composer_midi.performance import PerformanceEncoder
 from composer_midi.polyphony import PolyphonyEncoder
+from composer_midi.satb import SatbEncoder
 
 MODALITY = "midi"
 
@@ -22,6 +24,7 @@ def register_encoders(register: Callable[[Any], None]) -> None:
     register(MelodyEncoder)
     register(PolyphonyEncoder)
     register(PerformanceEncoder)
+    register(SatbEncoder)
 
 
 @hookimpl
@@ -57,9 +60,10 @@ def register_corpora(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    from composer_midi.commands import harmonize, play
+    from composer_midi.commands import harmonize, play, reharmonize
 
     cli.add_command(harmonize)
+    cli.add_command(reharmonize)
     cli.add_command(play)
 
 

@@ -1,9 +1,10 @@
-"""The MIDI plugin's commands, added through ``register_commands``: ``composer harmonize`` and
-``composer play`` (live MIDI out; its workings are in :mod:`composer_midi.live`)."""
+"""The MIDI plugin's commands, added through ``register_commands``: ``composer harmonize``, ``composer
+reharmonize`` and ``composer play`` (live MIDI out; its workings are in :mod:`composer_midi.live`)."""
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,24 @@ import click
 
 from composer import ComposerError
 from composer.commands import (
+    apply_options,
+    file_option_stack,
     generate_and_write,
     generation_options,
     keyed,
     open_session,
+    option_checkpoint,
+    option_device,
     option_length,
+    option_n,
     option_primer,
+    option_seed,
+    option_style,
     sampler_settings,
     sampling_options,
+    write_and_report,
 )
-from composer.session import new_seed
+from composer.session import new_seed, regenerating
 
 
 @click.command()
@@ -45,6 +54,55 @@ def harmonize(melody_file, melody_text, style, checkpoint, device, requests, **o
         raise ComposerError(f"the {session.encoder.name} encoder cannot harmonize a melody")
     requests = {**keyed(requests), "melody": Path(melody_file) if melody_file else melody_text}
     generate_and_write(session, requests=requests, stem=f"{session.name}-harmony", **opts)
+
+
+def regeneration_options(f: Any) -> Any:
+    """--style/--checkpoint, -n, --seed, --sweeps, --temperature, -o, --format, --force, --soundfont, --device."""
+    return apply_options([
+        option_style, option_checkpoint, option_n, option_seed,
+        click.option("--sweeps", type=click.IntRange(min=1), default=20, show_default=True,
+                     help="Gibbs sweeps: passes over every regenerated position."),
+        click.option("--temperature", type=click.FloatRange(0, 10),
+                     help="The temperature the sweeps anneal down to, from 1.5 (default: the style's, else 0.8)."),
+        *file_option_stack, option_device], f)
+
+
+@click.command()
+@click.argument("chorale", type=click.Path(exists=True, dir_okay=False))
+@click.option("--keep", help="Voices to keep as they are, e.g. soprano,bass (or s,b); the others are regenerated.")
+@click.option("--bars", help="Regenerate only these bars, e.g. 5-8 (counted from 1; a pickup bar is bar 1).")
+@regeneration_options
+def reharmonize(chorale, keep, bars, style, checkpoint, device, n, seed, sweeps, temperature, output_dir, formats,
+                force, soundfont) -> None:
+    """Regenerate voices or bars of a four-part chorale, keeping the rest note for note.
+
+    CHORALE is a MIDI or MusicXML file in four voices (four parts, or notes that split into four voices).
+    A bidirectional model (DeepBach's) redraws each regenerated note from what comes before and after it
+    and from the other voices, sweep after sweep. A style whose own model is not bidirectional uses its
+    companion NAME-reharm (`--style bach` uses bach-reharm).
+
+    \b
+    composer reharmonize chorale.mid --keep soprano,bass --style bach
+    composer reharmonize chorale.mid --bars 5-8 --style bach -n 4 --seed 1 --format mid,png
+    composer reharmonize chorale.mid --keep soprano --bars 1-4 --style bach
+    """
+    from tqdm import tqdm
+
+    start = time.time()
+    target = regenerating(style) if style else None
+    if target is not None and target != style:
+        click.echo(f"using {target}, the bidirectional companion of {style}", err=True)
+    session = open_session(target, checkpoint, device)
+    seed = new_seed() if seed is None else seed
+    stem = session.stem(seed, session.name if session.name.endswith("-reharm") else f"{session.name}-reharm")
+    writers, _ = session.writers(formats)
+    session.check_free(session.targets(n, output_dir, writers, stem), force)  # before the work, not after
+    with tqdm(total=sweeps, desc="sweeps", unit="sweep", leave=False, disable=None) as bar:
+        pieces = session.regenerate(Path(chorale), n, seed=seed, requests={"keep": keep, "bars": bars},
+                                    sweeps=sweeps, temperature=temperature,
+                                    progress=lambda done, total: bar.update(done - bar.n))
+    write_and_report(session, pieces, output_dir=output_dir, formats=formats, stem=stem, force=force, start=start,
+                     soundfont=soundfont)
 
 
 class Progress:

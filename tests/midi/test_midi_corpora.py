@@ -133,7 +133,7 @@ def test_the_plugin_registers_encoders_corpora_and_writers() -> None:
     composer_midi.register_encoders(register=found["encoders"].append)
     composer_midi.register_corpora(register=found["corpora"].append)
     composer_midi.register_writers(register=found["writers"].append)
-    assert [e.name for e in found["encoders"]] == ["melody", "polyphony", "performance"]
+    assert [e.name for e in found["encoders"]] == ["melody", "polyphony", "performance", "satb"]
     assert all(issubclass(e, Encoder) and e.modality == "midi" for e in found["encoders"])
     sources = {s.name: s for s in found["corpora"]}
     assert all(isinstance(s, CorpusSource) and s.modality == "midi" for s in sources.values())

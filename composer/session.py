@@ -203,7 +203,13 @@ class Session:
         if length is not None and (isinstance(length, bool) or not isinstance(length, numbers.Real)
                                    or not 0 < length < math.inf):
             raise ComposerError(f"length must be a finite number > 0 ({unit}), got {length!r}{where}")
-        plan = self.encoder.generation_plan(length=length, **requests)
+        try:
+            plan = self.encoder.generation_plan(length=length, **requests)
+        except ComposerError as exc:
+            if given or length is None:
+                raise
+            self.encoder.generation_plan(length=None, **requests)  # the requests' own error, if theirs
+            raise ComposerError(f"{exc}{where}") from None
         if plan.max_tokens < 1:
             raise ComposerError(f"length {length} {unit} is too short to generate anything{where}")
         if most is not None and plan.max_tokens > most:

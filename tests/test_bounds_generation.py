@@ -69,7 +69,7 @@ BAD_OPTIONS = [
     (["--length", "0"], "length must be a finite number > 0"),
     (["--length", "-3"], "length must be a finite number > 0"),
     (["--length", "0.01"], "length 0.01 bars is less than one step"),
-    (["--length", "1e9"], "the most is 1,000,000"),
+    (["--length", "1e9"], "length must be at most 512 bars"),
     (["-n", "0"], "-n"),
     (["-n", "100000"], "-n"),
     (["--sampler", "beam", "-S", "beam_size", "0"], "beam_size"),
@@ -151,6 +151,7 @@ def test_a_piece_without_notes_is_not_written_and_not_counted(poly, tmp_path):
 @pytest.mark.parametrize(("melody", "message"), [
     ("60:1e9", "the melody lasts 4,000,000,000 steps; the most a piece may hold is"),
     ("60:1e6 62", "the most a piece may hold is"),
+    ("60:1e4", "the melody lasts 40,000 steps; the most a piece may hold is 8,192 steps (2,048 quarter notes)"),
     ("60:inf", "'60:inf' in the melody: a length must be a finite number"),
     ("60:nan", "'60:nan' in the melody: a length must be a finite number"),
     (" ".join(["60"] * 120) + " sixty", "cannot read 'sixty' in the melody"),
@@ -159,6 +160,13 @@ def test_a_melody_too_long_or_unreadable_is_one_line_at_once(poly, tmp_path, mel
     start = time.time()
     assert_one_line_error(cli("harmonize", "--checkpoint", poly, "--melody", melody, "-o", tmp_path / "o"), message)
     assert time.time() - start < 20
+
+
+def test_a_length_over_the_longest_piece_is_one_line_at_once(poly, tmp_path):
+    start = time.time()
+    assert_one_line_error(cli("sample", "--checkpoint", poly, "--length", 600, "-o", tmp_path / "o"),
+                          "length must be at most 512 bars, got 600")
+    assert time.time() - start < 20 and not (tmp_path / "o").exists()
 
 
 def test_melody_text_longer_than_a_file_name_is_read_as_a_melody(poly, tmp_path):

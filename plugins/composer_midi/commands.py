@@ -90,8 +90,6 @@ def reharmonize(chorale, keep, bars, style, checkpoint, device, n, seed, sweeps,
 
     start = time.time()
     target = regenerating(style) if style else None
-    if target is not None and target != style:
-        click.echo(f"using {target}, the bidirectional companion of {style}", err=True)
     session = open_session(target, checkpoint, device)
     seed = new_seed() if seed is None else seed
     stem = session.stem(seed, session.name if session.name.endswith("-reharm") else f"{session.name}-reharm")
@@ -101,6 +99,8 @@ def reharmonize(chorale, keep, bars, style, checkpoint, device, n, seed, sweeps,
         pieces = session.regenerate(Path(chorale), n, seed=seed, requests={"keep": keep, "bars": bars},
                                     sweeps=sweeps, temperature=temperature,
                                     progress=lambda done, total: bar.update(done - bar.n))
+    if target is not None and target != style:  # said once the work is done: an error stays one line
+        click.echo(f"regenerated with {target}, the bidirectional companion of {style}", err=True)
     write_and_report(session, pieces, output_dir=output_dir, formats=formats, stem=stem, force=force, start=start,
                      soundfont=soundfont)
 

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULT_BARS = (8, 16)  # without --length a piece may end by itself within this many bars
+# The longest piece or melody, in 4/4 bars: about 20 minutes of music, under a minute to generate on a laptop
+# CPU (a progress bar shows). MAX_TOKENS would let a chorale model run for a quarter of an hour.
+MAX_BARS = 512
 
 
 def bar_window(length: float | None, bar_steps: int) -> tuple[int, int]:
@@ -25,6 +28,8 @@ def bar_window(length: float | None, bar_steps: int) -> tuple[int, int]:
         return DEFAULT_BARS[0] * bar_steps, DEFAULT_BARS[1] * bar_steps
     if not 0 < length < math.inf:
         raise ComposerError(f"length must be a finite number of bars > 0, got {length}")
+    if length > MAX_BARS:
+        raise ComposerError(f"length must be at most {MAX_BARS} bars, got {length:g}")
     most = round(length * bar_steps)
     if most < 1:
         raise ComposerError(f"length {length} bars is less than one step of the grid; the least is "

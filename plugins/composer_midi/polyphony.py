@@ -16,7 +16,7 @@ import pretty_midi
 
 from composer import MAX_TOKENS, Categorical, ComposerError, Encoder, EncodeReport, GenerationPlan
 from composer_midi import instruments, stats
-from composer_midi.constraints import ChoraleConstraint, PolyphonyConstraint, bar_window, cadence_window
+from composer_midi.constraints import MAX_BARS, ChoraleConstraint, PolyphonyConstraint, bar_window, cadence_window
 from composer_midi.corpora import read_file
 from composer_midi.examples import example_pieces
 from composer_midi.harmony import SATB_RANGES, chord_root, final_chord
@@ -223,9 +223,10 @@ class PolyphonyEncoder(Encoder):
         overlapping; or text such as ``"67 67 69:2 r 71:0.5"`` (see :func:`parse_melody`). Every step opens
         with the melody's note (or ends at once where it rests); at most ``voices - 1`` lower notes join it.
         A melody outside the pitch range moves by octaves; one too wide for the range is an error, and so is
-        one longer than the most a piece may hold (``MAX_TOKENS``: about 200,000 steps). A str that reads as
+        one longer than the most a piece may hold (``MAX_BARS`` bars). A str that reads as
         melody text is the melody, else the name of a file where one exists, else a melody that is wrong."""
-        most = (MAX_TOKENS - 1) // (self.max_voices + 1)  # steps: each holds up to max_voices notes and its end
+        # steps: each holds up to max_voices notes and its end
+        most = min(MAX_BARS * self.bar_steps, (MAX_TOKENS - 1) // (self.max_voices + 1))
         if isinstance(melody, str) and (is_melody_text(melody) or not names_file(melody)):
             melody = parse_melody(melody, self.options.steps_per_quarter, most)
         elif isinstance(melody, str | Path):

@@ -932,6 +932,9 @@ def piece_batches(
     sequences = as_sequences(sequences)
     rows = batch_size * world
     pieces = _augmented(sequences, encoder, rng) if augment else sequences
+    if getattr(encoder, "pad_value", None) is None and len(pieces.lengths):
+        # a window longer than the longest piece would only hold more padding (left out by the mask)
+        seq_len = max(1, min(seq_len, int(pieces.lengths.max()) - 1))
     segments, assigned, steps = _lanes(pieces.lengths, rows, seq_len, rng)
     mine = list(range(rank, rows, world))
     piece = np.full((steps, len(mine)), -1, dtype=np.int64)

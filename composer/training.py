@@ -209,6 +209,16 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float, anchor: int 
     return min_ratio + (top - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocation failed (host or device memory)."""
+    import torch
+
+    if isinstance(exc, MemoryError | torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(
+        words in str(exc) for words in ("can't allocate memory", "Cannot allocate memory", "out of memory"))
+
+
 @dataclass
 class Evaluation:
     """Exact loss over whole pieces: the summed loss and the positions it counts, the model's metrics (sums
@@ -360,7 +370,18 @@ class Trainer:
         return self.registry.encoder(cfg.encoder)(**cfg.encoder_options), None, None
 
     def run(self) -> Path:
-        """Train; the main process holds the run folder's lock throughout (a second run into it is refused)."""
+        """Train; the main process holds the run folder's lock throughout (a second run into it is refused).
+        Running out of memory is an error that says which settings make the batches smaller."""
+        try:
+            return self._locked_run()
+        except Exception as exc:
+            if not out_of_memory(exc):
+                raise
+            raise ComposerError(f"out of memory for batches of {self.config.batch_size} windows of "
+                                f"{self.config.seq_len} steps: give a smaller --batch-size or "
+                                "--seq-len (or a smaller model)") from None
+
+    def _locked_run(self) -> Path:
         if not self.is_main:
             return self._run()
         from composer.locks import Lock
@@ -605,6 +626,7 @@ class Trainer:
                 if improved:
                     self._save_model(ctx, step, epoch, best)
             return train_loss, improved
+        bar = None
         try:
             while epoch < cfg.epochs and step < limit and not out_of_time():
                 self._apply_freezing(model, groups, frozen, epoch)
@@ -703,6 +725,8 @@ class Trainer:
                 self._save_state(ctx, step, epoch, b + 1 if "b" in locals() else 0, best, bad_epochs)
                 self.say(f"interrupted at step {step}; state saved, continue with --resume")
         finally:
+            if bar is not None:
+                bar.close()  # whatever ends the run, its message goes on a line of its own
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
             if self.world > 1:

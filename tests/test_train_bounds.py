@@ -302,3 +302,24 @@ def test_likelihood_is_also_reported_without_the_end_tokens(toy, toy_corpus, tmp
     assert counted == result.count - 2
     assert result.loss_sum - without == pytest.approx(end_nll, rel=1e-4)
     assert session.score_sequences(sequences).metrics["nll_without_end"] == pytest.approx(without / counted)
+
+
+def test_a_window_longer_than_every_piece_trains_as_one_window_per_piece(toy, toy_corpus, tmp_path):
+    out = tmp_path / "run"
+    args = [a if a != "16" or i != TINY.index("--seq-len") + 1 else "635539" for i, a in enumerate(TINY)]
+    code, lines = invoke("train", "--encoder", "toy", "--corpus", str(toy_corpus), "-o", str(out), *args,
+                         "--epochs", "1")
+    assert code == 0, lines
+    assert (out / "model.safetensors").exists()
+
+
+def test_running_out_of_memory_is_one_line_naming_the_settings(toy, toy_corpus, tmp_path, monkeypatch):
+    from composer import training
+
+    def exhausted(self):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                           "you tried to allocate 910091848 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(training.Trainer, "_run", exhausted)
+    code, lines = invoke("train", "--encoder", "toy", "--corpus", str(toy_corpus), "-o", str(tmp_path / "run"), *TINY)
+    refused(code, lines, "out of memory", "--batch-size", "--seq-len")

@@ -141,7 +141,7 @@ def test_the_page_loads_nothing_from_elsewhere(server):
 @pytest.mark.parametrize(("body", "message"), [
     (b"{not json", "the request is not valid JSON"),
     (json.dumps({"style": "nosuch"}).encode(), "unknown style 'nosuch'"),
-    (json.dumps({"style": "bach", "length": 100000}).encode(), "this page makes at most 20,000"),
+    (json.dumps({"style": "bach", "length": 400}).encode(), "this page makes at most 20,000"),
     (json.dumps({"style": "bach", "primer": {"name": "a.txt", "data": "aGk="}}).encode(), "'a.txt' holds text"),
 ])
 def test_bad_input_is_a_one_line_json_error_and_the_server_goes_on(server, body, message):
@@ -315,7 +315,7 @@ def test_the_page_looks_inside_the_model_for_a_generated_chorale(page):
 def test_the_page_shows_bad_input_and_the_server_keeps_working(page, tmp_path):
     from selenium.webdriver.common.by import By
 
-    fill(page, style="bach", length=100000)
+    fill(page, style="bach", length=400)
     page.find_element(By.ID, "generate").click()
     assert "this page makes at most 20,000 (length is in bars)" in error_shown(page)
 

@@ -164,16 +164,16 @@ class PolyphonyConstraint(HostConstraint):
     def _advance(self, tokens: np.ndarray) -> None:
         is_note = tokens >= self.first_note
         pitch = (tokens - self.first_note) % self.pitches
-        rows = np.flatnonzero(is_note)
-        self.sounding[rows, pitch[rows]] = True
+        self.sounding[is_note, pitch[is_note]] = True
         self.notes += is_note
         self.lowest = np.where(is_note, pitch, self.lowest)
         step_end = tokens == self.step_end
-        self.previous[step_end] = self.sounding[step_end]
-        self.sounding[step_end] = False
-        self.notes[step_end] = 0
-        self.lowest[step_end] = self.pitches
-        self.steps += step_end
+        if step_end.any():
+            self.previous[step_end] = self.sounding[step_end]
+            self.sounding[step_end] = False
+            self.notes[step_end] = 0
+            self.lowest[step_end] = self.pitches
+            self.steps += step_end
         self.done |= tokens == self.end
 
 
@@ -225,7 +225,9 @@ class ChoraleConstraint(PolyphonyConstraint):
         self.lowest_pitch, self.bar_steps, self.cadence, self.satb = lowest_pitch, bar_steps, cadence, satb
         self.satb_ranges = list(ranges)
         self.pitch_class = (self.pitch_index + lowest_pitch) % 12
-        self.class_of = (self.pitch_class[:, None] == np.arange(12)).astype(np.float32)  # [pitches, 12]
+        # pitch indices laid out on whole octaves from a C: [rows, octaves, 12] sums pitch classes
+        self.from_c = lowest_pitch % 12
+        self.octaves = -(-(self.from_c + pitches) // 12)
         keys = np.arange(24)
         tonic, third = keys % 12, np.where(keys >= 12, MINOR_THIRD, MAJOR_THIRD)
         self.tonic_chord = chords(tonic, [0, third, FIFTH])  # [24 keys, 12 pitch classes]
@@ -269,7 +271,9 @@ class ChoraleConstraint(PolyphonyConstraint):
             return force(mask, ending, self.end)
         # in four parts every step has four notes, so all rows still writing are at the same voice
         k = min(3, int(self.notes.max())) if self.satb else 0
-        chord = self._cadence_masks(k) if self.cadence is not None and (self.phase != FREE).any() else None
+        # the cadence's masks where a row still writing is in it (an ending row is forced to the end below)
+        cadence = self.cadence is not None and ((self.phase != FREE) & ~ending).any()
+        chord = self._cadence_masks(k) if cadence else None
         grammar = self._voicing(k) if self.satb else super()._allowed()
         mask = grammar if chord is None else self._within(grammar, *chord)
         if not mask.any(1).all():  # the rules give way in turn: parallels, the cadence's chord, ranges
@@ -362,7 +366,7 @@ class ChoraleConstraint(PolyphonyConstraint):
         return new, held, step_end
 
     def _advance(self, tokens: np.ndarray) -> None:
-        writing = np.flatnonzero((tokens >= self.first_note) & (self.notes < 4))
+        writing = (tokens >= self.first_note) & (self.notes < 4)
         self.voice[writing, self.notes[writing]] = (tokens[writing] - self.first_note) % self.pitches
         step_end = tokens == self.step_end
         ends_a_step = step_end.any()
@@ -381,7 +385,9 @@ class ChoraleConstraint(PolyphonyConstraint):
         The key's scores are torch's float32 products, as they always were (a near tie decides alike)."""
         import torch
 
-        sounding = self.sounding.astype(np.float32) @ self.class_of  # [rows, 12]
+        octaves = np.zeros((len(self.sounding), self.octaves * 12), dtype=np.float32)
+        octaves[:, self.from_c:self.from_c + self.pitches] = self.sounding
+        sounding = octaves.reshape(len(octaves), self.octaves, 12).sum(1)  # [rows, 12]: notes of each pitch class
         self.histogram += sounding * step_end[:, None]
         free = self.phase == FREE
         tracking = free & step_end

@@ -236,6 +236,10 @@ class ChoraleConstraint(PolyphonyConstraint):
         self.dominant_basses = np.stack([dominant, (dominant + MAJOR_THIRD) % 12], 1)  # root or leading tone
         self.ranges = self.satb_ranges or [(0, self.pitches - 1)] * 4
         self.in_range = np.stack([(self.pitch_index >= low) & (self.pitch_index <= high) for low, high in self.ranges])
+        # [moving up, own pitch, pitch class, pitch]: the pitches of a class on that side of a voice's own note
+        sides = np.stack([self.pitch_index[None, :] < self.pitch_index[:, None],
+                          self.pitch_index[None, :] > self.pitch_index[:, None]])
+        self.side_class = sides[:, :, None, :] & (self.pitch_class == np.arange(12)[:, None])[None, None]
         bass_low = self.ranges[-1][0]
         # per pitch class, the lowest pitch index of that class in the bass's range
         self.bass_floor = np.array([((self.pitch_class == c) & (self.pitch_index >= bass_low)).argmax()
@@ -320,12 +324,11 @@ class ChoraleConstraint(PolyphonyConstraint):
         voice above it (whose note in this step is chosen already)."""
         now, then = self.voice[:, :k], self.before[:, :k]
         interval = (then - own[:, None]) % 12
-        perfect = ((interval == 0) | (interval == FIFTH)) & (then >= 0) & (own >= 0)[:, None]
-        way = np.sign(now - then)  # 0 where the voice above holds or repeats its note
+        moves = now - then  # 0 where the voice above holds or repeats its note
+        parallel = ((interval == 0) | (interval == FIFTH)) & (then >= 0) & (own >= 0)[:, None] & (moves != 0)
         target = (now + self.lowest_pitch - interval) % 12  # the pitch class that would repeat the interval
-        side = np.sign(self.pitch_index[None, :] - own[:, None])[:, None, :]
-        return ((perfect & (way != 0))[:, :, None] & (self.pitch_class[None, None, :] == target[:, :, None])
-                & (side == way[:, :, None])).any(1)
+        side = self.side_class[(moves > 0).astype(np.intp), np.maximum(own, 0)[:, None], target]  # [rows, k, pitches]
+        return (side & parallel[:, :, None]).any(1)
 
     def _cadence_masks(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(NEW_NOTE pitches, CONTINUED_NOTE pitches, step end) allowed by the cadence: in the forced dominant

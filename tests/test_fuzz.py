@@ -8,6 +8,7 @@ Default: a fixed set of examples, no shrinking (under a minute). `-m slow` runs 
 from __future__ import annotations
 
 import itertools
+import os
 import resource
 import signal
 from pathlib import Path
@@ -176,8 +177,10 @@ def _not_real(command_name: str, made: list[Path]) -> str | None:
 COMMANDS = ["sample", "harmonize", "train", "finetune"]
 FAST = settings(max_examples=12, deadline=None, derandomize=True, phases=(Phase.explicit, Phase.generate),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], database=None)
-THOROUGH = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                            HealthCheck.too_slow])
+# the thorough run: COMPOSER_FUZZ=N examples per command (minutes: a run that trains takes seconds)
+THOROUGH_EXAMPLES = int(os.environ.get("COMPOSER_FUZZ") or 0)
+THOROUGH = settings(max_examples=max(1, THOROUGH_EXAMPLES), deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 @pytest.fixture
@@ -197,6 +200,7 @@ def test_any_option_value_gives_real_output_or_one_error_line(command_name, tiny
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not THOROUGH_EXAMPLES, reason="the thorough fuzz runs with COMPOSER_FUZZ=N (examples per command)")
 @pytest.mark.parametrize("command_name", COMMANDS)
 def test_any_option_value_gives_real_output_or_one_error_line_thoroughly(command_name, tiny, in_tmp, isolated):
     @THOROUGH

@@ -73,7 +73,10 @@ class PolyphonyConstraint(Constraint):
     ``soprano`` holds, for each step, the token that must open it (the melody's NEW_NOTE or
     CONTINUED_NOTE, or ``step_end`` where it rests); the other notes of the step, at most
     ``max_notes - 1``, lie below it, and the piece ends with the melody. A lower voice may not continue
-    the melody's note of the step before (it could only be read back as the melody's own note)."""
+    the melody's note of the step before (it could only be read back as the melody's own note).
+
+    ``held_notes`` False: the vocabulary has no CONTINUED_NOTE tokens (re-struck data, where a NEW_NOTE of a
+    pitch that sounded in the step before holds it); a rule's choice of holding a note is then that NEW_NOTE."""
 
     row_state = ("steps", "notes", "lowest", "sounding", "previous", "done")
 
@@ -87,14 +90,17 @@ class PolyphonyConstraint(Constraint):
         max_steps: int,
         soprano: Sequence[int] = (),
         max_notes: int | None = None,
+        held_notes: bool = True,
     ) -> None:
         self.pitches, self.end, self.step_end, self.first_note = pitches, end, step_end, first_note
-        self.vocab_size = first_note + 2 * pitches
+        self.held_notes = held_notes
+        self.vocab_size = first_note + (2 if held_notes else 1) * pitches
+        continued = first_note + (pitches if held_notes else 0)  # the first token that holds a note
         self.min_steps, self.max_steps = min_steps, max_steps
         self.soprano_tokens = list(soprano)
         # per step: the CONTINUED_NOTE of the melody's note in the step before, which lower voices must not use
         self.released = [-1] + [
-            first_note + pitches + (t - first_note) % pitches if t >= first_note else -1
+            continued + (t - first_note) % pitches if t >= first_note else -1
             for t in self.soprano_tokens[:-1]
         ]
         self.max_notes = max_notes or pitches
@@ -121,8 +127,7 @@ class PolyphonyConstraint(Constraint):
         batch = len(self.steps)
         below = (self.pitch_index[None, :] < self.lowest[:, None]) & (self.notes < self.max_notes)[:, None]
         mask = torch.zeros(batch, self.vocab_size, dtype=torch.bool, device=self.steps.device)
-        mask[:, self.first_note : self.first_note + self.pitches] = below
-        mask[:, self.first_note + self.pitches :] = below & self.previous
+        mask[:, self.first_note :] = self.note_tokens(below, below & self.previous)
         mask[:, self.step_end] = True
         between_steps = self.notes == 0
         mask[:, self.end] = between_steps & (self.steps >= self.min_steps)
@@ -135,6 +140,13 @@ class PolyphonyConstraint(Constraint):
             below_melody = ~between_steps & (self.steps < len(self.soprano_tokens)) & (released >= 0)
             mask[below_melody, released[below_melody]] = False
         return force(mask, self.done | (self.steps >= self.max_steps), self.end)
+
+    def note_tokens(self, new: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
+        """[rows, note tokens] from the pitches a row may strike and those it may hold ([rows, pitches] each):
+        NEW_NOTE then CONTINUED_NOTE tokens, or, where held notes are re-struck, NEW_NOTE for either."""
+        import torch
+
+        return torch.cat([new, held], 1) if self.held_notes else new | held
 
     def advance(self, tokens: torch.Tensor) -> None:
         import torch
@@ -195,10 +207,11 @@ class ChoraleConstraint(PolyphonyConstraint):
 
     def __init__(self, pitches: int, end: int, step_end: int, first_note: int, *, lowest_pitch: int,
                  bar_steps: int, min_steps: int, max_steps: int, cadence: tuple[int, int] | None = None,
-                 satb: bool = False, ranges: Sequence[tuple[int, int]] = ()) -> None:
+                 satb: bool = False, ranges: Sequence[tuple[int, int]] = (), held_notes: bool = True) -> None:
         if cadence is not None:  # the end comes from the cadence; the last bar of the window is a safety cap
             min_steps = max_steps = cadence[1] + bar_steps
-        super().__init__(pitches, end, step_end, first_note, min_steps, max_steps, max_notes=4 if satb else None)
+        super().__init__(pitches, end, step_end, first_note, min_steps, max_steps, max_notes=4 if satb else None,
+                         held_notes=held_notes)
         self.lowest_pitch, self.bar_steps, self.cadence, self.satb = lowest_pitch, bar_steps, cadence, satb
         self.satb_ranges = list(ranges)
 
@@ -299,14 +312,13 @@ class ChoraleConstraint(PolyphonyConstraint):
         specials = torch.zeros(rows, self.first_note, dtype=torch.bool, device=own.device)
         if k == 0:
             specials[:, self.end] = self.steps >= self.min_steps
-        return torch.cat([specials, new, held], 1)
+        return torch.cat([specials, self.note_tokens(new, held)], 1)
 
     def _within(self, mask: torch.Tensor, new: torch.Tensor, held: torch.Tensor,
                 step_end: torch.Tensor) -> torch.Tensor:
         """``mask`` less the NEW_NOTE and CONTINUED_NOTE pitches and step ends that are not allowed [rows, ...]."""
         mask = mask.clone()
-        mask[:, self.first_note:self.first_note + self.pitches] &= new
-        mask[:, self.first_note + self.pitches:] &= held
+        mask[:, self.first_note:] &= self.note_tokens(new, held)
         mask[:, self.step_end] &= step_end
         return mask
 

@@ -199,7 +199,9 @@ class ChoraleConstraint(PolyphonyConstraint):
     voice strikes notes only within its range (``ranges``: pitch indices, inclusive), holds only its own note,
     stays within an octave of the voice above (alto and tenor), and no two voices move the same way from a
     perfect fifth or octave (compound intervals too) to the same interval again. Where the rules leave a row
-    no token they give way in turn: first the parallels, then the cadence's chord (a voice's range never).
+    no token they give way in turn: first the parallels, then the cadence's chord (a voice's range never). Where
+    held notes are re-struck (``held_notes`` False) a voice strikes no pitch another voice sang in the step
+    before, which would be read back as that voice's note, held.
 
     ``lowest_pitch``: the MIDI pitch of the first NEW_NOTE token; ``bar_steps``: steps per 4/4 bar."""
 
@@ -309,6 +311,8 @@ class ChoraleConstraint(PolyphonyConstraint):
             if parallels:
                 new = new & ~self._parallels(k, own)
             held = (self.pitch_index == own[:, None]) & (own < above)[:, None]
+        if not self.held_notes:  # a pitch struck again holds the note: only the voice that sang it may
+            new = new & ~self.previous
         specials = torch.zeros(rows, self.first_note, dtype=torch.bool, device=own.device)
         if k == 0:
             specials[:, self.end] = self.steps >= self.min_steps

@@ -311,9 +311,10 @@ class PolyphonyEncoder(Encoder):
         quarter-note grid), ``soprano pitch`` and ``bass pitch`` (the step's highest and lowest notes; NaN
         in a silent step); and of the token itself: ``step end`` (1 for STEP_END),
         ``note number in step`` (1 for the step's first, highest note, 2 for the next; 0 for other
-        tokens), ``pitch`` and ``held note`` (1 for CONTINUED_NOTE, 0 for NEW_NOTE; both NaN for other
+        tokens), ``pitch`` and ``held note`` (1 for a held note, 0 for a struck one; both NaN for other
         tokens)."""
         steps = self._step_of(tokens)
+        holds = self._holds(tokens)
         top: dict[int, int] = {}
         bottom: dict[int, int] = {}
         pitch = np.full(len(tokens), np.nan)
@@ -323,7 +324,7 @@ class PolyphonyEncoder(Encoder):
         for t, (token, step) in enumerate(zip(tokens, steps)):
             if token >= FIRST_NOTE:
                 pitch[t] = self._pitch(token)
-                held[t] = float(token >= FIRST_NOTE + self.pitches)
+                held[t] = float(holds[t])
                 top[step] = max(top.get(step, 0), int(pitch[t]))
                 bottom[step] = min(bottom.get(step, 127), int(pitch[t]))
                 count += 1
@@ -344,8 +345,22 @@ class PolyphonyEncoder(Encoder):
     def token_labels(self, tokens: Sequence[int]) -> list[str]:
         """Note names (``C4``; ``C4~`` for a held note), ``|`` for STEP_END, ``start`` and ``end``."""
         names = {START: "start", END: "end", STEP_END: "|"}
-        return [names[t] if t in names else pretty_midi.note_number_to_name(self._pitch(t))
-                + ("~" if t >= FIRST_NOTE + self.pitches else "") for t in tokens]
+        return [names[t] if t in names else pretty_midi.note_number_to_name(self._pitch(t)) + ("~" if held else "")
+                for t, held in zip(tokens, self._holds(tokens), strict=True)]
+
+    def _holds(self, tokens: Sequence[int]) -> list[bool]:
+        """Per token, whether it holds a note: a CONTINUED_NOTE, or where held notes are re-struck a NEW_NOTE of
+        a pitch that sounded in the step before."""
+        if self.options.held_notes:
+            return [t >= FIRST_NOTE + self.pitches for t in tokens]
+        holds, before, now = [], set(), set()
+        for token in tokens:
+            holds.append(token >= FIRST_NOTE and self._pitch(token) in before)
+            if token >= FIRST_NOTE:
+                now.add(self._pitch(token))
+            elif token == STEP_END:
+                before, now = now, set()
+        return holds
 
     def time_marks(self, tokens: Sequence[int]) -> dict[int, str]:
         """The first token of every 4/4 bar: ``bar 1``, ``bar 2``, ..."""

@@ -121,6 +121,9 @@ def test_restruck_polyphony_has_no_held_note_tokens_and_reads_repeats_as_held_no
     assert seq == [0, new(64), new(60), STEP_END, new(64), new(60), STEP_END, new(67), new(64), new(60), STEP_END, 1]
     # a piano roll: a pitch sounding at consecutive steps is one note, so the re-struck 60 merges with the one held
     assert encoder.notes(seq) == [Note(64, 0, 3), Note(60, 0, 3), Note(67, 2, 3)]
+    assert encoder.token_labels(seq)[4:11] == ["E4~", "C4~", "|", "G4", "E4~", "C4~", "|"]
+    held = encoder.properties(seq[:-1])["held note"]
+    assert list(held[1:3]) == [0, 0] and list(held[4:6]) == [1, 1] and list(held[7:10]) == [0, 1, 1]
     assert encoder.encode(encoder.decode(seq)) == seq
 
 

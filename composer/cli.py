@@ -515,8 +515,9 @@ def evaluate(style, checkpoint, corpus, samples, seed, as_json, workers, rank_so
     if results["token_accuracy"] == results["token_accuracy"]:  # not nan: the model predicts tokens
         click.echo(f"token accuracy {results['token_accuracy']:.4f}")
     if "nll_without_end" in results["metrics"]:
-        click.echo(f"NLL w/o END    {results['metrics']['nll_without_end']:.4f} nats per token (the end tokens "
-                   "left out, as benchmarks that score only the music count it)")
+        click.echo(f"NLL w/o END    {results['metrics']['nll_without_end']:.4f} nats per token, "
+                   f"{results['nll_per_step_without_end']:.4f} nats per step (the end tokens left out, as "
+                   "benchmarks that score only the music count it)")
     sketch = results.get("sketch_rnn")
     if sketch:
         kl = f"{sketch['L_KL']:.4f}" if sketch["L_KL"] is not None else "- (no latent code)"

@@ -118,6 +118,9 @@ class Scores:
     bits_per_token: float
     token_accuracy: float  # nan where the model predicts no tokens
     metrics: dict[str, float] = field(default_factory=dict)  # the model's own: accuracy, L_s and L_p, KL, ...
+    # the NLL of a step's own tokens, the end tokens left out (a frame's NLL, as music benchmarks count it); nan
+    # for an encoder without an end token
+    nll_per_step_without_end: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -648,8 +651,10 @@ class Session:
         steps = sum(self.encoder.steps(seq.tolist() if sequences.is_tokens else seq) for seq in sequences)
         per_token = result.loss
         accuracy = result.metric("accuracy")
+        without_end = result.sums.get("nll_without_end")
         return Scores(len(sequences), result.count, steps, per_token, result.loss_sum / max(1, steps),
-                      per_token / math.log(2), math.nan if accuracy is None else accuracy, result.metrics())
+                      per_token / math.log(2), math.nan if accuracy is None else accuracy, result.metrics(),
+                      math.nan if without_end is None else without_end[0] / max(1, steps))
 
     def held_out(self, corpus: str | None = None, workers: int | None = None) -> HeldOut:
         """The sequences to evaluate on and what they are: ``corpus`` whole, or by default the held-out split

@@ -113,6 +113,9 @@ def test_evaluate_scores_the_recorded_held_out_split(toy, toy_corpus, tmp_path):
     other = run_cli(["evaluate", "--checkpoint", ckpt, "--corpus", "toy:patterns", "--samples", "0"], env=toy)
     assert other.returncode == 0, other.stderr
     assert "toy:patterns, all of it: 4 sequences" in other.stdout
+    per_step_without_end = json.loads(run_cli(["evaluate", "--checkpoint", ckpt, "--corpus", "toy:patterns",
+                                               "--samples", "0", "--json"], env=toy).stdout)["nll_per_step_without_end"]
+    assert f"{per_step_without_end:.4f} nats per step (the end tokens left out" in other.stdout
 
 
 GOOD_PLUGIN = '''

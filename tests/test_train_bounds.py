@@ -301,7 +301,11 @@ def test_likelihood_is_also_reported_without_the_end_tokens(toy, toy_corpus, tmp
         end_nll -= float(torch.log_softmax(logits[0, -1], -1)[1])
     assert counted == result.count - 2
     assert result.loss_sum - without == pytest.approx(end_nll, rel=1e-4)
-    assert session.score_sequences(sequences).metrics["nll_without_end"] == pytest.approx(without / counted)
+    scores = session.score_sequences(sequences)
+    assert scores.metrics["nll_without_end"] == pytest.approx(without / counted)
+    # per step (a frame of music), the step's own tokens without the END
+    assert scores.nll_per_step_without_end == pytest.approx(without / scores.steps)
+    assert scores.nll_per_step - scores.nll_per_step_without_end == pytest.approx(end_nll / scores.steps, rel=1e-4)
 
 
 def test_a_window_longer_than_every_piece_trains_as_one_window_per_piece(toy, toy_corpus, tmp_path):

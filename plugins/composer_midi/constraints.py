@@ -109,7 +109,10 @@ class PolyphonyConstraint(HostConstraint):
     ``soprano`` holds, for each step, the token that must open it (the melody's NEW_NOTE or
     CONTINUED_NOTE, or ``step_end`` where it rests); the other notes of the step, at most
     ``max_notes - 1``, lie below it, and the piece ends with the melody. A lower voice may not continue
-    the melody's note of the step before (it could only be read back as the melody's own note)."""
+    the melody's note of the step before (it could only be read back as the melody's own note).
+
+    ``held_notes`` False: the vocabulary has no CONTINUED_NOTE tokens (re-struck data, where a NEW_NOTE of a
+    pitch that sounded in the step before holds it); a rule's choice of holding a note is then that NEW_NOTE."""
 
     row_state = ("steps", "notes", "lowest", "sounding", "previous", "done")
 
@@ -123,17 +126,20 @@ class PolyphonyConstraint(HostConstraint):
         max_steps: int,
         soprano: Sequence[int] = (),
         max_notes: int | None = None,
+        held_notes: bool = True,
     ) -> None:
         self.pitches, self.end, self.step_end, self.first_note = pitches, end, step_end, first_note
-        self.vocab_size = first_note + 2 * pitches
+        self.restruck = not held_notes
+        self.vocab_size = first_note + (1 if self.restruck else 2) * pitches
         self.new_notes = slice(first_note, first_note + pitches)  # the NEW_NOTE tokens, then the CONTINUED_NOTE
-        self.held_notes = slice(first_note + pitches, self.vocab_size)
+        # the tokens that hold a note: re-struck, a NEW_NOTE of a pitch that sounded in the step before holds it
+        self.held_notes = self.new_notes if self.restruck else slice(first_note + pitches, self.vocab_size)
         self.min_steps, self.max_steps = min_steps, max_steps
         self.soprano_tokens = list(soprano)
         self.soprano = np.array(self.soprano_tokens or [step_end], dtype=np.int64)
         # per step: the CONTINUED_NOTE of the melody's note in the step before, which lower voices must not use
         self.released = np.array([-1] + [
-            first_note + pitches + (t - first_note) % pitches if t >= first_note else -1
+            self.held_notes.start + (t - first_note) % pitches if t >= first_note else -1
             for t in self.soprano_tokens[:-1]
         ], dtype=np.int64)
         self.max_notes = max_notes or pitches
@@ -152,7 +158,7 @@ class PolyphonyConstraint(HostConstraint):
         below = self.under[self.lowest] & (self.notes < self.max_notes)[:, None]
         mask = np.zeros((len(self.steps), self.vocab_size), dtype=bool)
         mask[:, self.new_notes] = below
-        mask[:, self.held_notes] = below & self.previous
+        mask[:, self.held_notes] |= below & self.previous
         mask[:, self.step_end] = True
         between_steps = self.notes == 0
         mask[:, self.end] = between_steps & (self.steps >= self.min_steps)
@@ -215,7 +221,9 @@ class ChoraleConstraint(PolyphonyConstraint):
     voice strikes notes only within its range (``ranges``: pitch indices, inclusive), holds only its own note,
     stays within an octave of the voice above (alto and tenor), and no two voices move the same way from a
     perfect fifth or octave (compound intervals too) to the same interval again. Where the rules leave a row
-    no token they give way in turn: first the parallels, then the cadence's chord (a voice's range never).
+    no token they give way in turn: first the parallels, then the cadence's chord (a voice's range never). Where
+    held notes are re-struck (``held_notes`` False) a voice strikes no pitch another voice sang in the step
+    before, which would be read back as that voice's note, held.
 
     ``lowest_pitch``: the MIDI pitch of the first NEW_NOTE token; ``bar_steps``: steps per 4/4 bar."""
 
@@ -223,10 +231,11 @@ class ChoraleConstraint(PolyphonyConstraint):
 
     def __init__(self, pitches: int, end: int, step_end: int, first_note: int, *, lowest_pitch: int,
                  bar_steps: int, min_steps: int, max_steps: int, cadence: tuple[int, int] | None = None,
-                 satb: bool = False, ranges: Sequence[tuple[int, int]] = ()) -> None:
+                 satb: bool = False, ranges: Sequence[tuple[int, int]] = (), held_notes: bool = True) -> None:
         if cadence is not None:  # the end comes from the cadence; the last bar of the window is a safety cap
             min_steps = max_steps = cadence[1] + bar_steps
-        super().__init__(pitches, end, step_end, first_note, min_steps, max_steps, max_notes=4 if satb else None)
+        super().__init__(pitches, end, step_end, first_note, min_steps, max_steps, max_notes=4 if satb else None,
+                         held_notes=held_notes)
         self.lowest_pitch, self.bar_steps, self.cadence, self.satb = lowest_pitch, bar_steps, cadence, satb
         self.satb_ranges = list(ranges)
         self.pitch_class = (self.pitch_index + lowest_pitch) % 12
@@ -304,23 +313,28 @@ class ChoraleConstraint(PolyphonyConstraint):
         own = self.before[:, k]  # this voice's pitch in the step before
         low, high = self.ranges[k]
         mask = np.zeros((len(self.notes), self.vocab_size), dtype=bool)
+        # re-struck, a pitch struck again holds the note: only the voice that sang it may
+        taken = self.previous if self.restruck else np.zeros_like(self.previous)
         if k == 0:
-            mask[:, self.new_notes] = self.in_range[0]
-            mask[:, self.held_notes] = self.pitch_index == own[:, None]
+            mask[:, self.new_notes] = self.in_range[0] & ~taken
+            mask[:, self.held_notes] |= self.pitch_index == own[:, None]
             mask[:, self.end] = self.steps >= self.min_steps
             return mask
         above = self.voice[:, k - 1]
         floor = np.maximum(above - 12, low) if k in (1, 2) else np.full_like(above, low)
         new = (self.pitch_index >= floor[:, None]) & (self.pitch_index < np.minimum(above, high + 1)[:, None])
-        mask[:, self.new_notes] = new & ~self._parallels(k, own) if parallels else new
-        mask[:, self.held_notes] = (self.pitch_index == own[:, None]) & (own < above)[:, None]
+        mask[:, self.new_notes] = (new & ~self._parallels(k, own) if parallels else new) & ~taken
+        mask[:, self.held_notes] |= (self.pitch_index == own[:, None]) & (own < above)[:, None]
         return mask
 
     def _within(self, mask: np.ndarray, new: np.ndarray, held: np.ndarray, step_end: np.ndarray) -> np.ndarray:
         """``mask`` less the NEW_NOTE and CONTINUED_NOTE pitches and step ends that are not allowed [rows, ...]."""
         mask = mask.copy()
-        mask[:, self.new_notes] &= new
-        mask[:, self.held_notes] &= held
+        if self.restruck:
+            mask[:, self.new_notes] &= new | held
+        else:
+            mask[:, self.new_notes] &= new
+            mask[:, self.held_notes] &= held
         mask[:, self.step_end] &= step_end
         return mask
 

@@ -47,6 +47,11 @@ class PolyphonyEncoder(Encoder):
 
     Token ids: 0 START, 1 END, 2 STEP_END, 3.. NEW_NOTE(min_pitch..max_pitch), then
     CONTINUED_NOTE(min_pitch..max_pitch). ``steps`` counts STEP_END tokens; ``--length`` is in 4/4 bars.
+
+    With the option ``held_notes`` off ("re-struck" data, a piano roll as the JSB Chorales benchmark counts
+    frames) the vocabulary has no CONTINUED_NOTE tokens: every sounding note is written at every step as a
+    NEW_NOTE, and decoding reads a pitch sounding at consecutive steps as one held note (so a note repeated
+    on the next step is merged with it, as in any piano roll).
     Decoding writes one track per voice (Soprano, Alto, Tenor, Bass for four; Voice 1, Voice 2, ... where
     more notes than ``voices`` sound at once, up to eight), else a single piano track, with the key
     signature the notes suggest."""
@@ -67,6 +72,7 @@ class PolyphonyEncoder(Encoder):
         tempo: float = 90.0  # quarter notes per minute of decoded pieces
         voices: int = 4  # decode into this many voice tracks where possible (0: always one piano track)
         program: int = 52  # General MIDI program of the voice tracks (52: Choir Aahs)
+        held_notes: bool = True  # CONTINUED_NOTE tokens for held notes; False: re-strike them (a piano roll)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -85,14 +91,21 @@ class PolyphonyEncoder(Encoder):
 
     @property
     def head(self) -> Categorical:
-        return Categorical(FIRST_NOTE + 2 * self.pitches)
+        return Categorical(FIRST_NOTE + self.note_blocks * self.pitches)
+
+    @property
+    def note_blocks(self) -> int:
+        """How many blocks of ``pitches`` note tokens the vocabulary has: NEW_NOTE, and CONTINUED_NOTE unless
+        held notes are re-struck."""
+        return 2 if self.options.held_notes else 1
 
     # -- tokens
     def new_note(self, pitch: int) -> int:
         return FIRST_NOTE + pitch - self.options.min_pitch
 
     def continued_note(self, pitch: int) -> int:
-        return FIRST_NOTE + self.pitches + pitch - self.options.min_pitch
+        """The token of ``pitch`` held from the step before: its NEW_NOTE where held notes are re-struck."""
+        return FIRST_NOTE + (self.note_blocks - 1) * self.pitches + pitch - self.options.min_pitch
 
     def tokens(self, notes: Sequence[Note]) -> list[int]:
         """START, the steps of non-overlapping (per pitch) grid notes, END."""
@@ -112,7 +125,8 @@ class PolyphonyEncoder(Encoder):
 
     def notes(self, seq: Sequence[int]) -> list[Note]:
         """Grid notes of a token sequence. Notes missing from a step end there; CONTINUED_NOTE of a pitch
-        that is not held strikes it; tokens after the last STEP_END (an unfinished step) are ignored."""
+        that is not held strikes it; tokens after the last STEP_END (an unfinished step) are ignored. Where
+        held notes are re-struck, a pitch sounding at consecutive steps is one note."""
         held: dict[int, int] = {}  # pitch -> start step
         notes: list[Note] = []
         step, current = 0, []
@@ -127,7 +141,7 @@ class PolyphonyEncoder(Encoder):
                     notes.append(Note(pitch, held.pop(pitch), step))
                 for note_token in current:
                     pitch = self._pitch(note_token)
-                    struck = note_token < FIRST_NOTE + self.pitches
+                    struck = self.options.held_notes and note_token < FIRST_NOTE + self.pitches
                     if pitch in held and struck and held[pitch] < step:
                         notes.append(Note(pitch, held.pop(pitch), step))
                     held.setdefault(pitch, step)
@@ -174,7 +188,7 @@ class PolyphonyEncoder(Encoder):
 
     def augment(self, seq: list[int], rng: random.Random) -> list[int]:
         """Transpose by up to ``transpose`` semitones either way, keeping every note in range."""
-        notes = range(FIRST_NOTE, FIRST_NOTE + 2 * self.pitches)  # NEW_NOTE and CONTINUED_NOTE tokens
+        notes = range(FIRST_NOTE, self.head.vocab_size)  # NEW_NOTE and CONTINUED_NOTE tokens
         return transpose_tokens(seq, rng, self.options.transpose, notes, self.pitches)
 
     def generation_plan(self, length: float | None = None, *, melody: Any = None, tempo: Any = None,
@@ -198,14 +212,16 @@ class PolyphonyEncoder(Encoder):
                                   decoding=decoding)
         least, most = bar_window(length, self.bar_steps)
         if cadence == "none" and voicing == "free":
-            constraint = PolyphonyConstraint(self.pitches, END, STEP_END, FIRST_NOTE, least, most)
+            constraint = PolyphonyConstraint(self.pitches, END, STEP_END, FIRST_NOTE, least, most,
+                                             held_notes=self.options.held_notes)
         else:
             low = self.options.min_pitch
             ranges = [(max(0, a - low), min(self.pitches - 1, b - low)) for a, b in SATB_RANGES]
             constraint = ChoraleConstraint(
                 self.pitches, END, STEP_END, FIRST_NOTE, lowest_pitch=low, bar_steps=self.bar_steps,
                 min_steps=least, max_steps=most, satb=voicing == "satb", ranges=ranges if voicing == "satb" else (),
-                cadence=cadence_window(length, self.bar_steps) if cadence == "auto" else None)
+                cadence=cadence_window(length, self.bar_steps) if cadence == "auto" else None,
+                held_notes=self.options.held_notes)
         return GenerationPlan(max_tokens=constraint.max_steps * TOKENS_PER_STEP + 1, constraint=constraint,
                               decoding=decoding)
 
@@ -264,6 +280,7 @@ class PolyphonyEncoder(Encoder):
             len(opening),
             soprano=opening,
             max_notes=self.max_voices,
+            held_notes=self.options.held_notes,
         )
 
     def statistics(self, items: list[Any], reference: list[Any] | None = None) -> dict[str, float | str]:
@@ -295,9 +312,10 @@ class PolyphonyEncoder(Encoder):
         quarter-note grid), ``soprano pitch`` and ``bass pitch`` (the step's highest and lowest notes; NaN
         in a silent step); and of the token itself: ``step end`` (1 for STEP_END),
         ``note number in step`` (1 for the step's first, highest note, 2 for the next; 0 for other
-        tokens), ``pitch`` and ``held note`` (1 for CONTINUED_NOTE, 0 for NEW_NOTE; both NaN for other
+        tokens), ``pitch`` and ``held note`` (1 for a held note, 0 for a struck one; both NaN for other
         tokens)."""
         steps = self._step_of(tokens)
+        holds = self._holds(tokens)
         top: dict[int, int] = {}
         bottom: dict[int, int] = {}
         pitch = np.full(len(tokens), np.nan)
@@ -307,7 +325,7 @@ class PolyphonyEncoder(Encoder):
         for t, (token, step) in enumerate(zip(tokens, steps)):
             if token >= FIRST_NOTE:
                 pitch[t] = self._pitch(token)
-                held[t] = float(token >= FIRST_NOTE + self.pitches)
+                held[t] = float(holds[t])
                 top[step] = max(top.get(step, 0), int(pitch[t]))
                 bottom[step] = min(bottom.get(step, 127), int(pitch[t]))
                 count += 1
@@ -328,8 +346,22 @@ class PolyphonyEncoder(Encoder):
     def token_labels(self, tokens: Sequence[int]) -> list[str]:
         """Note names (``C4``; ``C4~`` for a held note), ``|`` for STEP_END, ``start`` and ``end``."""
         names = {START: "start", END: "end", STEP_END: "|"}
-        return [names[t] if t in names else pretty_midi.note_number_to_name(self._pitch(t))
-                + ("~" if t >= FIRST_NOTE + self.pitches else "") for t in tokens]
+        return [names[t] if t in names else pretty_midi.note_number_to_name(self._pitch(t)) + ("~" if held else "")
+                for t, held in zip(tokens, self._holds(tokens), strict=True)]
+
+    def _holds(self, tokens: Sequence[int]) -> list[bool]:
+        """Per token, whether it holds a note: a CONTINUED_NOTE, or where held notes are re-struck a NEW_NOTE of
+        a pitch that sounded in the step before."""
+        if self.options.held_notes:
+            return [t >= FIRST_NOTE + self.pitches for t in tokens]
+        holds, before, now = [], set(), set()
+        for token in tokens:
+            holds.append(token >= FIRST_NOTE and self._pitch(token) in before)
+            if token >= FIRST_NOTE:
+                now.add(self._pitch(token))
+            elif token == STEP_END:
+                before, now = now, set()
+        return holds
 
     def time_marks(self, tokens: Sequence[int]) -> dict[int, str]:
         """The first token of every 4/4 bar: ``bar 1``, ``bar 2``, ..."""

@@ -66,19 +66,32 @@ def test_statistics_report_the_tonic_ending_the_ranges_and_known_parallels() -> 
     assert len(SATB_RANGES) == 4
 
 
-@pytest.fixture
-def untrained(tmp_path):
-    """A polyphony checkpoint with untrained weights whose style asks for SATB voicing, as ``bach`` does."""
+def untrained_checkpoint(path, **options) -> dict:
+    """Save a polyphony checkpoint with untrained weights whose style asks for SATB voicing, as ``bach`` does;
+    returns its metadata."""
     torch.manual_seed(0)
-    encoder = plugins.get_registry().encoder("polyphony")()
+    encoder = plugins.get_registry().encoder("polyphony")(**options)
     config = ModelConfig.from_dict({"layers": 1, "hidden_size": 32, "embedding_size": 16, **_head_fields(encoder)})
-    path = tmp_path / "chorales.safetensors"
-    checkpoint.save(path, SequenceModel(config).state_dict(), {
+    meta = {
         "model": config.to_dict(),
         "encoder": {"name": "polyphony", "modality": "midi", "state": encoder.state_dict()},
         "sampler_defaults": {"voicing": "satb"},
-    })
-    return composer.load(path, device="cpu")
+    }
+    checkpoint.save(path, SequenceModel(config).state_dict(), meta)
+    return meta
+
+
+@pytest.fixture
+def untrained(tmp_path):
+    untrained_checkpoint(tmp_path / "chorales.safetensors")
+    return composer.load(tmp_path / "chorales.safetensors", device="cpu")
+
+
+@pytest.fixture
+def restruck(tmp_path):
+    """As ``untrained``, with held notes re-struck: a vocabulary without CONTINUED_NOTE tokens."""
+    untrained_checkpoint(tmp_path / "restruck.safetensors", held_notes=False)
+    return composer.load(tmp_path / "restruck.safetensors", device="cpu")
 
 
 def grid(pm: pretty_midi.PrettyMIDI) -> list[Note]:
@@ -107,6 +120,32 @@ def test_satb_voicing_keeps_every_voice_in_range_without_parallels_and_ends_on_a
     for pm in pieces:
         assert_ends_at_a_held_tonic(grid(pm), 3, 4)
         assert untrained.encoder.summarize(pm).endswith("ends on the tonic")
+
+
+def test_satb_voicing_and_the_cadence_hold_with_re_struck_notes(restruck) -> None:
+    assert restruck.model.config.vocab_size == 3 + 88
+    pieces = restruck.generate(8, seed=3, length=4)
+    assert all(max(g.tokens) < 3 + 88 for g in pieces.sequences)
+    result = stats.statistics(list(pieces), steps_per_quarter=4, bar_steps=BAR)
+    assert result["pieces in 4 voices"] == 1.0
+    assert [result[key] for key in result if " notes in " in key] == [1.0] * 4
+    assert result["parallel 5ths per 100 steps"] + result["parallel 8ves per 100 steps"] < 0.5
+    for pm in pieces:
+        assert_ends_at_a_held_tonic(grid(pm), 3, 4)  # the final chord, re-struck at every step, is held
+    for pm in restruck.generate(2, seed=1, length=2, requests={"voicing": "free", "cadence": "none"}):
+        assert 1 <= max(n.end for n in grid(pm)) / BAR <= 2
+
+
+def test_a_checkpoint_from_before_the_held_notes_option_loads_with_held_notes(tmp_path) -> None:
+    meta = untrained_checkpoint(tmp_path / "old.safetensors")
+    del meta["encoder"]["state"]["options"]["held_notes"]  # as every checkpoint saved before the option was
+    weights = checkpoint.load(tmp_path / "old.safetensors").weights
+    checkpoint.save(tmp_path / "old.safetensors", weights, meta)
+    session = composer.load(tmp_path / "old.safetensors", device="cpu")
+    assert session.encoder.options.held_notes is True
+    assert session.encoder.head.vocab_size == session.model.config.vocab_size == 3 + 2 * 88
+    tokens = session.generate(2, seed=1, length=2).sequences[0].tokens
+    assert max(tokens) >= 3 + 88  # it still holds notes with CONTINUED_NOTE tokens
 
 
 def test_long_pieces_keep_their_voices_in_range(untrained) -> None:

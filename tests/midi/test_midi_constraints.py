@@ -139,6 +139,26 @@ def test_harmonization_keeps_the_soprano_whatever_the_model_chooses(
         ] == soprano
 
 
+def test_re_struck_polyphony_keeps_the_grammar_and_a_harmonized_melody_in_its_smaller_vocabulary() -> None:
+    encoder = PolyphonyEncoder(held_notes=False)
+    plan = encoder.generation_plan(length=1, cadence="none")
+    for row in generate(plan.constraint, encoder.head.vocab_size, rows=6, max_tokens=plan.max_tokens, seed=1):
+        for tokens in steps_of(until_end(row, END), encoder.pitches):
+            assert tokens == sorted(set(tokens), reverse=True) and all(t < FIRST_NOTE + encoder.pitches for t in tokens)
+    soprano = [Note(67, 0, 3), Note(69, 3, 4), Note(64, 4, 6), Note(67, 6, 8)]  # a lower voice may sing 67 and 69
+    plan = encoder.generation_plan(melody=soprano)
+    for row in generate(plan.constraint, encoder.head.vocab_size, rows=8, max_tokens=plan.max_tokens, seed=2):
+        seq = [encoder.bos, *until_end(row, END)]
+        assert skyline(encoder.notes(seq)) == soprano
+    # below the melody's 69, a lower voice may not strike its 67 of the step before: it would read back as held
+    constraint = plan.constraint
+    constraint.start(1, torch.device("cpu"))
+    for token in [encoder.new_note(67), STEP_END] * 3 + [encoder.new_note(69)]:
+        constraint.advance(torch.tensor([token]))
+    allowed = constraint.allowed()[0]
+    assert not allowed[encoder.new_note(67)] and allowed[encoder.new_note(66)] and allowed[encoder.new_note(68)]
+
+
 def test_harmonization_takes_the_top_line_of_a_piece_and_fits_it_by_octaves() -> None:
     encoder = PolyphonyEncoder(min_pitch=36, max_pitch=84)
     pm = pretty_midi.PrettyMIDI(initial_tempo=120)

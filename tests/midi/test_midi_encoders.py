@@ -14,7 +14,7 @@ from composer_midi.notes import Note, merge_restrikes, quantize, skyline, transp
 from composer_midi.performance import PerformanceEncoder
 from composer_midi.polyphony import FIRST_NOTE, STEP_END, PolyphonyEncoder
 
-from composer import ComposerError, Encoder
+from composer import ComposerError, Encoder, testing
 
 ENCODERS = (MelodyEncoder, PolyphonyEncoder, PerformanceEncoder)
 
@@ -109,6 +109,63 @@ def test_polyphony_restruck_and_continued_notes() -> None:
         Note(60, 0, 1),
         Note(60, 2, 3),
     ]
+
+
+def test_restruck_polyphony_has_no_held_note_tokens_and_reads_repeats_as_held_notes() -> None:
+    encoder = PolyphonyEncoder(held_notes=False)
+    assert encoder.head.vocab_size == 3 + 88  # no CONTINUED_NOTE tokens
+    pm = piece((60, 0.0, 0.5), (60, 0.5, 0.75), (64, 0.0, 0.75), (67, 0.5, 0.75), tempo=60.0)  # 0.25 s a step
+    seq = encoder.encode(pm)
+    new = encoder.new_note
+    assert encoder.continued_note(60) == new(60)
+    assert seq == [0, new(64), new(60), STEP_END, new(64), new(60), STEP_END, new(67), new(64), new(60), STEP_END, 1]
+    # a piano roll: a pitch sounding at consecutive steps is one note, so the re-struck 60 merges with the one held
+    assert encoder.notes(seq) == [Note(64, 0, 3), Note(60, 0, 3), Note(67, 2, 3)]
+    assert encoder.token_labels(seq)[4:11] == ["E4~", "C4~", "|", "G4", "E4~", "C4~", "|"]
+    held = encoder.properties(seq[:-1])["held note"]
+    assert list(held[1:3]) == [0, 0] and list(held[4:6]) == [1, 1] and list(held[7:10]) == [0, 1, 1]
+    assert encoder.encode(encoder.decode(seq)) == seq
+
+
+def test_restruck_polyphony_round_trips_a_chorale_frame_for_frame_on_a_quarter_note_grid(
+    chorale: pretty_midi.PrettyMIDI,
+) -> None:
+    encoder = PolyphonyEncoder(held_notes=False, steps_per_quarter=1)
+    seq = encoder.encode(chorale)
+    assert all(0 <= t < encoder.head.vocab_size for t in seq)
+    assert encoder.encode(encoder.decode(seq)) == seq
+    frames = [set() for _ in range(encoder.steps(seq))]  # the pitches sounding in each quarter-note frame
+    for note in quantize(chorale, 1):
+        for step in range(note.start, note.end):
+            frames[step].add(note.pitch)
+    decoded = [set() for _ in frames]
+    for note in encoder.notes(seq):
+        for step in range(note.start, note.end):
+            decoded[step].add(note.pitch)
+    assert decoded == frames
+    assert sum(1 for t in seq if t >= FIRST_NOTE) == sum(map(len, frames))  # every sounding note, every frame
+
+
+def test_restruck_polyphony_meets_the_encoder_contract() -> None:
+    encoder = PolyphonyEncoder(held_notes=False, steps_per_quarter=1)
+    items = encoder.example_items()
+    testing.check_round_trip(encoder, items)
+    testing.check_state(encoder, items)
+    testing.check_properties(encoder, items)
+    testing.check_trains_and_samples(encoder, items)
+
+
+def test_restruck_polyphony_augment_keeps_the_smaller_vocabulary() -> None:
+    encoder = PolyphonyEncoder(held_notes=False, min_pitch=48, max_pitch=72, transpose=6)
+    seq = encoder.encode(piece((50, 0.0, 1.0), (72, 0.0, 1.0)))
+    rng = random.Random(0)
+    shifts = set()
+    for _ in range(20):
+        out = encoder.augment(seq, rng)
+        assert all(0 <= t < encoder.head.vocab_size for t in out)
+        (shift,) = {a.pitch - b.pitch for a, b in zip(encoder.notes(out), encoder.notes(seq), strict=True)}
+        shifts.add(shift)
+    assert shifts == {-2, -1, 0}  # 50 may go down to 48; 72 cannot go up
 
 
 def test_polyphony_augment_shifts_every_pitch_and_keeps_the_range() -> None:

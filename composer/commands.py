@@ -22,7 +22,7 @@ import click
 
 from composer.api import ComposerError
 from composer.generate import PRIME_WINDOW
-from composer.session import BATCH, MAX_OUTPUTS, MAX_TOKENS, Session, new_seed
+from composer.session import BATCH, MAX_OUTPUTS, MAX_TOKENS, Session, check_count, check_seed, new_seed
 
 option_O = click.option("-O", "--option", "requests", type=(str, str), multiple=True, metavar="KEY VALUE",
                         help="Encoder option or generation request (see `composer encoders`), repeatable.")
@@ -119,9 +119,11 @@ def generate_and_write(session: Session, *, n: int, seed: int | None, sampler: s
     a progress bar on stderr. ``label``: a class-conditional model's class; ``like``: a file to draw
     variations of; ``interpolate``: two files to morph between (autoencoders)."""
     start = time.time()
+    check_count(n)  # before anything is made for n pieces (their file names, say)
     use_soundfont(soundfont)
     options = sampler_settings(sampler_options, temperature, top_k, top_p)
     seed = new_seed() if seed is None else seed
+    check_seed(seed)
     writers, _ = session.writers(formats)
     name = session.stem(seed, stem)
     grids = [p for p in session.grid_targets(output_dir, writers, name) if p is not None] if n > 1 else []

@@ -29,7 +29,7 @@ from composer.commands import (
     sampling_options,
     write_and_report,
 )
-from composer.session import new_seed, regenerating
+from composer.session import check_count, check_seed, new_seed, regenerating
 
 
 @click.command()
@@ -91,7 +91,9 @@ def reharmonize(chorale, keep, bars, style, checkpoint, device, n, seed, sweeps,
     start = time.time()
     target = regenerating(style) if style else None
     session = open_session(target, checkpoint, device)
+    check_count(n)  # before the file names of n pieces are made
     seed = new_seed() if seed is None else seed
+    check_seed(seed)
     stem = session.stem(seed, session.name if session.name.endswith("-reharm") else f"{session.name}-reharm")
     writers, _ = session.writers(formats)
     session.check_free(session.targets(n, output_dir, writers, stem), force)  # before the work, not after

@@ -17,27 +17,21 @@ def write_text(item: str, path: Path) -> None:
     Path(path).write_text(item if item.endswith("\n") else item + "\n", encoding="utf-8")
 
 
-def _playable(item: str):
-    """The tune's rendering; WriteSkipped when it does not parse or holds no note (a header alone, say):
-    an empty file is no output."""
+def write_mid(item: str, path: Path) -> None:
+    """A Standard MIDI file of an ABC tune; WriteSkipped when the tune does not parse."""
     try:
-        result = rendered(item)
+        Path(path).write_bytes(rendered(item).midi)
     except TuneError as exc:
         raise WriteSkipped(str(exc)) from None
-    if not result.score.flatten().notes:
-        raise WriteSkipped("the tune has no notes")
-    return result
-
-
-def write_mid(item: str, path: Path) -> None:
-    """A Standard MIDI file of an ABC tune; WriteSkipped when the tune does not parse or has no notes."""
-    Path(path).write_bytes(_playable(item).midi)
 
 
 def write_musicxml(item: str, path: Path) -> None:
-    """A MusicXML score of an ABC tune; WriteSkipped when the tune does not parse, has no notes, or music21
-    cannot lay it out as a score."""
-    score = _playable(item).score
+    """A MusicXML score of an ABC tune; WriteSkipped when the tune does not parse or music21 cannot lay it
+    out as a score."""
+    try:
+        score = rendered(item).score
+    except TuneError as exc:
+        raise WriteSkipped(str(exc)) from None
     try:
         score.write("musicxml", fp=str(path))
     except Exception as exc:  # music21's notation code fails on some irregular tunes that it reads

@@ -75,7 +75,7 @@ def test_a_tune_that_does_not_parse_is_skipped_and_reported(tmp_path: Path) -> N
 def test_a_tune_without_notes_is_skipped_not_written_empty(tmp_path: Path) -> None:
     header_only = "X:1\nT:Nothing Yet\nM:6/8\nL:1/8\nK:G\n"
     for write, name in ((writers.write_mid, "h.mid"), (writers.write_musicxml, "h.musicxml")):
-        with pytest.raises(WriteSkipped, match="the tune has no notes"):
+        with pytest.raises(WriteSkipped, match="no notes in it"):
             write(header_only, tmp_path / name)
         assert not (tmp_path / name).exists()
 

@@ -209,6 +209,25 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float, anchor: int 
     return min_ratio + (top - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _check_kept_options(encoder: Any, given: dict[str, Any]) -> None:
+    """Fine-tuning reads the corpus with the parent's encoder, its vocabulary and its options: ``-O`` options
+    that say the same are fine, any other is an error naming it (rather than being left unused)."""
+    if not given:
+        return
+    from composer.api import parse_options
+
+    kept = getattr(encoder, "options", None)
+    if kept is None or not dataclasses.is_dataclass(kept):
+        raise ComposerError(f"fine-tuning keeps the parent's encoder '{encoder.name}', which takes no -O options")
+    owner = f"encoder '{encoder.name}'"
+    wanted = parse_options(type(kept), {**dataclasses.asdict(kept), **given}, owner)
+    differ = [f"-O {key} (the parent's: {getattr(kept, key)!r}, given {getattr(wanted, key)!r})"
+              for key in (k.replace("-", "_") for k in given) if getattr(wanted, key) != getattr(kept, key)]
+    if differ:
+        raise ComposerError(f"fine-tuning keeps the parent's encoder and its options; it cannot change "
+                            f"{'; '.join(differ)}")
+
+
 def out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says an allocation failed (host or device memory)."""
     import torch
@@ -364,6 +383,7 @@ class Trainer:
             if changed:
                 raise ComposerError(f"fine-tuning keeps the parent's model shape; it cannot change {', '.join(changed)}"
                                     " (only dropout may differ)")
+            _check_kept_options(encoder, cfg.encoder_options)
             return encoder, parent.meta, parent.weights
         if not cfg.encoder:
             raise ComposerError("choose an encoder with --encoder (see `composer encoders`)")

@@ -327,3 +327,10 @@ def test_running_out_of_memory_is_one_line_naming_the_settings(toy, toy_corpus, 
     monkeypatch.setattr(training.Trainer, "_run", exhausted)
     code, lines = invoke("train", "--encoder", "toy", "--corpus", str(toy_corpus), "-o", str(tmp_path / "run"), *TINY)
     refused(code, lines, "out of memory", "--batch-size", "--seq-len")
+
+
+def test_finetune_refuses_encoder_options_that_differ_from_the_parents(toy, toy_corpus, tmp_path):
+    code, lines = invoke("finetune", "--from", "bach", "--name", "restruck", "--corpus", str(toy_corpus),
+                         "-o", str(tmp_path / "run"), "-O", "held_notes", "false")
+    refused(code, lines, "keeps the parent's encoder", "-O held_notes", "the parent's: True")
+    assert not (tmp_path / "run" / "model.safetensors").exists()

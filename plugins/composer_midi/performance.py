@@ -11,6 +11,7 @@ from typing import Any
 import pretty_midi
 
 from composer import Categorical, ComposerError, Encoder, GenerationPlan
+from composer_midi import instruments
 from composer_midi.constraints import LengthConstraint
 from composer_midi.examples import example_pieces
 from composer_midi.notes import Note, key_name, key_number, merge_restrikes, pitched_notes, transpose_tokens
@@ -34,6 +35,7 @@ class PerformanceEncoder(Encoder):
     modality = "midi"
     default_format = "mid"
     length_unit = "seconds"
+    generation_options = ("program",)
     description = "expressive MIDI (Performance RNN): note-on/off, 10 ms time shifts, 32 velocity bins"
 
     @dataclass
@@ -90,10 +92,13 @@ class PerformanceEncoder(Encoder):
         seq.append(self.eos)
         return seq
 
-    def decode(self, seq: Sequence[int]) -> pretty_midi.PrettyMIDI:
-        """Notes still sounding at the end stop there; notes of no duration are left out."""
+    def decode(self, seq: Sequence[int], programs: Sequence[int] | None = None) -> pretty_midi.PrettyMIDI:
+        """Notes still sounding at the end stop there; notes of no duration are left out. ``programs``: the
+        instrument asked for at sampling time (``-O program``), else the encoder's ``program`` option."""
         pm = pretty_midi.PrettyMIDI()
-        inst = pretty_midi.Instrument(program=self.options.program, name="Piano")
+        program = instruments.part_program(programs, 0, self.options.program)
+        name = "Piano" if program == 0 else pretty_midi.program_to_instrument_name(program)
+        inst = pretty_midi.Instrument(program=program, name=name)
         sounding: dict[int, tuple[int, int]] = {}  # pitch -> (start tick, velocity)
         now, level = 0, self.velocity_bin(64)
 
@@ -128,9 +133,9 @@ class PerformanceEncoder(Encoder):
         """Transpose by up to ``transpose`` semitones either way, keeping pitches in 0..127."""
         return transpose_tokens(seq, rng, self.options.transpose, range(NOTE_ON, TIME_SHIFT), 128)
 
-    def generation_plan(self, length: float | None = None, **request: Any) -> GenerationPlan:
+    def generation_plan(self, length: float | None = None, *, program: Any = None) -> GenerationPlan:
         """``length`` in seconds (default 30): the performance may end in its last tenth and must end when
-        it is reached."""
+        it is reached. ``program``: the instrument (see :func:`composer_midi.instruments.decoding`)."""
         seconds = DEFAULT_SECONDS if length is None else length
         if not 0 < seconds < math.inf:
             raise ComposerError(f"length must be a finite number of seconds > 0, got {length}")
@@ -140,7 +145,8 @@ class PerformanceEncoder(Encoder):
                                 f"{1 / TICKS_PER_SECOND:g} seconds")
         sizes = [0] * TIME_SHIFT + list(range(1, MAX_SHIFT + 1)) + [0] * (self.eos + 1 - self.velocity)
         constraint = LengthConstraint(sizes, self.bos, self.eos, round(most * 0.9), most)
-        return GenerationPlan(max_tokens=math.ceil(seconds * TOKENS_PER_SECOND) + 1, constraint=constraint)
+        return GenerationPlan(max_tokens=math.ceil(seconds * TOKENS_PER_SECOND) + 1, constraint=constraint,
+                              decoding=instruments.decoding(program=program))
 
     def summarize(self, item: pretty_midi.PrettyMIDI) -> str:
         notes = len(pitched_notes(item))

@@ -17,6 +17,7 @@ from composer_midi import writers
 from composer_midi.instruments import decoding
 from composer_midi.melody import MelodyEncoder
 from composer_midi.notes import Note, spelling
+from composer_midi.performance import PerformanceEncoder
 from composer_midi.polyphony import PolyphonyEncoder
 from conftest import run_cli
 
@@ -179,6 +180,15 @@ def test_melodies_take_a_tempo_and_an_instrument() -> None:
     plan = encoder.generation_plan(tempo=60, program="flute")
     melody = encoder.decode([encoder.bos, 2 + 24, 0, 0, 0, 1, encoder.eos], **plan.decoding)
     assert melody.instruments[0].program == 73 and melody.instruments[0].notes[0].end == pytest.approx(1.0)
+
+
+def test_performances_take_an_instrument() -> None:
+    encoder = PerformanceEncoder()
+    tokens = [encoder.bos, 60, 256 + 49, 128 + 60, encoder.eos]  # C4 for half a second
+    assert encoder.decode(tokens).instruments[0].program == 0
+    performance = encoder.decode(tokens, **encoder.generation_plan(1.0, program="flute").decoding)
+    assert performance.instruments[0].program == 73 and performance.instruments[0].name == "Flute"
+    assert performance.instruments[0].notes[0].end == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(("requests", "message"), [

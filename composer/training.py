@@ -209,23 +209,20 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float, anchor: int 
     return min_ratio + (top - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _check_kept_options(encoder: Any, given: dict[str, Any]) -> None:
-    """Fine-tuning reads the corpus with the parent's encoder, its vocabulary and its options: ``-O`` options
-    that say the same are fine, any other is an error naming it (rather than being left unused)."""
+def changed_options(encoder: Any, given: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The ``-O`` settings in ``given`` that differ from ``encoder``'s own options, compared as the options'
+    types (``-O held_notes true`` is the stored True): (key, the encoder's value, the given one)."""
     if not given:
-        return
+        return []
     from composer.api import parse_options
 
     kept = getattr(encoder, "options", None)
     if kept is None or not dataclasses.is_dataclass(kept):
-        raise ComposerError(f"fine-tuning keeps the parent's encoder '{encoder.name}', which takes no -O options")
-    owner = f"encoder '{encoder.name}'"
-    wanted = parse_options(type(kept), {**dataclasses.asdict(kept), **given}, owner)
-    differ = [f"-O {key} (the parent's: {getattr(kept, key)!r}, given {getattr(wanted, key)!r})"
-              for key in (k.replace("-", "_") for k in given) if getattr(wanted, key) != getattr(kept, key)]
-    if differ:
-        raise ComposerError(f"fine-tuning keeps the parent's encoder and its options; it cannot change "
-                            f"{'; '.join(differ)}")
+        raise ComposerError(f"encoder '{encoder.name}' takes no -O options")
+    wanted = parse_options(type(kept), {**dataclasses.asdict(kept), **given}, f"encoder '{encoder.name}'")
+    keys = dict.fromkeys(key.replace("-", "_") for key in given)
+    return [(key, getattr(kept, key), getattr(wanted, key)) for key in keys
+            if getattr(wanted, key) != getattr(kept, key)]
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -383,7 +380,10 @@ class Trainer:
             if changed:
                 raise ComposerError(f"fine-tuning keeps the parent's model shape; it cannot change {', '.join(changed)}"
                                     " (only dropout may differ)")
-            _check_kept_options(encoder, cfg.encoder_options)
+            differ = changed_options(encoder, cfg.encoder_options)
+            if differ:  # the corpus is read with the parent's encoder: an -O left unused would mislead
+                raise ComposerError("fine-tuning keeps the parent's encoder and its options; it cannot change " +
+                                    "; ".join(f"-O {k} (the parent's: {a!r}, given {b!r})" for k, a, b in differ))
             return encoder, parent.meta, parent.weights
         if not cfg.encoder:
             raise ComposerError("choose an encoder with --encoder (see `composer encoders`)")
@@ -430,24 +430,24 @@ class Trainer:
         for name in RUN_FILES if self.force else ():
             (self.out / name).unlink(missing_ok=True)
 
-    def _resumed_config(self, saved: TrainConfig, encoder_options: dict) -> TrainConfig:
-        """The saved run's settings with this invocation's; a chosen setting that contradicts the saved run (or
-        its encoder's ``encoder_options``) is an error naming each such flag."""
+    def _resumed_config(self, saved: TrainConfig) -> TrainConfig:
+        """The saved run's settings with this invocation's; a chosen setting that contradicts the saved run is
+        an error naming each such flag (``-O`` options are checked against the saved encoder, see ``_run``)."""
         new = self.config
         conflicts = [f"{flag(name)} (saved {getattr(saved, name)!r}, given {getattr(new, name)!r})"
                      for name in sorted(self.given - set(RESUMABLE) - {"model", "encoder_options"})
                      if getattr(new, name) != getattr(saved, name)]
         conflicts += [f"{flag(key)} (saved {saved.model.get(key)!r}, given {value!r})"
                       for key, value in sorted(new.model.items()) if saved.model.get(key) != value]
-        conflicts += [f"-O {key} (saved {encoder_options.get(key)!r}, given {value!r})"
-                      for key, value in sorted(new.encoder_options.items())
-                      if str(encoder_options.get(key)) != str(value)]
+        self._refuse_resuming(conflicts)
+        return dataclasses.replace(saved, **{name: getattr(new, name) for name in RESUMABLE
+                                              if name in INVOCATION or name in self.given})
+
+    def _refuse_resuming(self, conflicts: list[str]) -> None:
         if conflicts:
             raise ComposerError(f"--resume continues the run in {self.out} with its saved settings, and these "
                                 f"contradict it: {'; '.join(conflicts)}; leave them out, or start a new run "
                                 "with another -o")
-        return dataclasses.replace(saved, **{name: getattr(new, name) for name in RESUMABLE
-                                              if name in INVOCATION or name in self.given})
 
     def _run(self) -> Path:
         run_started = time.time()
@@ -464,14 +464,16 @@ class Trainer:
         resume = checkpoint.load_state(self.out / "state.pt") if self.resume else None
         if resume is not None:
             saved = TrainConfig.from_dict(json.loads(resume["config"]))
-            options = json.loads(resume["encoder_state"]).get("options", saved.encoder_options)
-            cfg = self.config = self._resumed_config(saved, options)
+            given_options = self.config.encoder_options
+            cfg = self.config = self._resumed_config(saved)
         if not cfg.corpus.strip():
             raise ComposerError("training needs a corpus: --corpus PREFIX:NAME (e.g. music21:bach), a file, a folder "
                                 "or a glob")
         torch.manual_seed(cfg.seed)
         encoder, parent_meta, parent_weights = self._encoder_and_parent()
         if resume is not None:
+            self._refuse_resuming([f"-O {k} (saved {a!r}, given {b!r})" for k, a, b in
+                                   changed_options(encoder, given_options)])
             encoder.load_state_dict(json.loads(resume["encoder_state"]))
         fitted = parent_meta is not None or resume is not None
         corpus = load_corpus(cfg.corpus, encoder, self.registry.corpora, fitted=fitted,

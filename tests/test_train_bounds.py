@@ -142,6 +142,17 @@ def test_resume_refuses_flags_that_contradict_the_saved_run(toy, toy_corpus, tmp
     assert code == 0, lines
 
 
+def test_resume_compares_encoder_options_by_value_not_by_spelling(toy, toy_corpus, tmp_path):
+    out = tmp_path / "run"
+    train(tiny(toy_corpus, out, epochs=1), plugins.get_registry())  # the toy encoder's lowercase: True
+    code, lines = invoke("train", "-o", str(out), "--resume", "--epochs", "2", "-O", "lowercase", "false",
+                         "--workers", "1")
+    refused(code, lines, "-O lowercase (saved True, given False)")
+    code, lines = invoke("train", "-o", str(out), "--resume", "--epochs", "2", "-O", "lowercase", "true",
+                         "--workers", "1")
+    assert code == 0, lines
+
+
 def test_finetune_refuses_a_built_in_style_name(toy_corpus):
     code, lines = invoke("finetune", "--from", "bach", "--name", "bach", "--corpus", str(toy_corpus))
     refused(code, lines, "'bach' is the name of a built-in style", "--name")
